@@ -1,0 +1,151 @@
+//! The one error type of `mcp-auth`.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The error type of `mcp-auth`.
+///
+/// Opaque on purpose: ask it what happened with the `is_*()` predicates and walk
+/// [`source()`](StdError::source) for the cause. The wording of `Display` is not API.
+/// Messages never contain secret values.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    context: Option<String>,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    dead_code,
+    reason = "constructed by the capabilities that land with the mcp-auth issue (#4)"
+)]
+pub(crate) enum Kind {
+    TokenEndpoint,
+    InvalidTokenResponse,
+    Expired,
+    Discovery,
+    InsufficientScope,
+    Config,
+}
+
+#[allow(
+    dead_code,
+    reason = "constructed by the capabilities that land with the mcp-auth issue (#4)"
+)]
+impl Error {
+    pub(crate) fn new(kind: Kind) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                context: None,
+                source: None,
+            }),
+        }
+    }
+
+    /// Adds a human-readable detail (what and where) to the message.
+    pub(crate) fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.inner.context = Some(context.into());
+        self
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+}
+
+impl Error {
+    /// Returns true if the token endpoint refused the credentials or answered with an error.
+    pub fn is_token_endpoint(&self) -> bool {
+        matches!(self.inner.kind, Kind::TokenEndpoint)
+    }
+
+    /// Returns true if the token endpoint's answer could not be understood.
+    pub fn is_invalid_token_response(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidTokenResponse)
+    }
+
+    /// Returns true if the cached token expired and refreshing it failed.
+    pub fn is_expired(&self) -> bool {
+        matches!(self.inner.kind, Kind::Expired)
+    }
+
+    /// Returns true if the authorization server could not be discovered from the resource's metadata.
+    pub fn is_discovery(&self) -> bool {
+        matches!(self.inner.kind, Kind::Discovery)
+    }
+
+    /// Returns true if the server still refused the call after one step-up to the requested scope.
+    pub fn is_insufficient_scope(&self) -> bool {
+        matches!(self.inner.kind, Kind::InsufficientScope)
+    }
+
+    /// Returns true if the auth configuration is invalid.
+    pub fn is_config(&self) -> bool {
+        matches!(self.inner.kind, Kind::Config)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("mcp_auth::Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(context) = &self.inner.context {
+            d.field("context", context);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.inner.kind {
+            Kind::TokenEndpoint => "token endpoint rejected the request",
+            Kind::InvalidTokenResponse => "token endpoint answered with an invalid token response",
+            Kind::Expired => "access token expired and could not be refreshed",
+            Kind::Discovery => "authorization server discovery failed",
+            Kind::InsufficientScope => "server requires a scope the client could not obtain",
+            Kind::Config => "invalid auth configuration",
+        })?;
+        if let Some(context) = &self.inner.context {
+            write!(f, ": {context}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner.source.as_deref().map(|e| e as _)
+    }
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Error>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_match_kind_and_message_carries_context() {
+        let err = Error::new(Kind::TokenEndpoint).with_context("at `x.y`");
+        assert!(err.is_token_endpoint());
+        assert!(!err.is_invalid_token_response());
+        assert!(err.to_string().ends_with(": at `x.y`"));
+        let err = err.with_source(std::io::Error::other("inner"));
+        assert!(StdError::source(&err).is_some());
+    }
+}

@@ -1,0 +1,27 @@
+//! The Scheduler client: the configuration model (the design document's JSON shape, with a
+//! documented default for every setting) and a typed `SchedulerService` (`scheduleConversation`,
+//! status checks) built by composing transport, auth, resilience, secrets and telemetry.
+//!
+//! # Status
+//!
+//! The configuration model and `SchedulerService` land with the scheduler + CLI issues. Today
+//! the crate exposes only its [`Error`] type.
+//!
+//! # Architecture invariants
+//!
+//! - The one place that composes the layers from configuration; the layers do not know it.
+//! - Domain types shared with `scheduler-server` live in a small module that pulls no client
+//!   stack.
+//!
+//! # Example
+//!
+//! ```
+//! fn exit_code(err: &scheduler::Error) -> i32 {
+//!     if err.is_config() { 78 } else { 1 }
+//! }
+//! # let _ = exit_code;
+//! ```
+
+mod error;
+
+pub use error::Error;

@@ -1,0 +1,48 @@
+//! Project automation, in the style of rust-analyzer's xtask: `cargo xtask <command>`.
+//!
+//! Commands:
+//! - `ci [--keep-going]`: every check CI runs, as named steps, ending with a step table.
+//! - `setup`: install what the checks need (cargo-deny and its advisory database) into the
+//!   project cache (`~/.cache/mcp-scheduler`, or `$MCP_SCHEDULER_CACHE`).
+
+#![allow(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
+
+mod ci;
+mod tools;
+
+#[cfg(test)]
+mod tidy;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci [--keep-going]   run every CI step and print a step table
+  setup               install what the CI steps need into the project cache
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match command.as_str() {
+        "ci" => ci::command(rest),
+        "setup" => tools::setup(),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
