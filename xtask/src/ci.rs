@@ -24,6 +24,10 @@ const STEPS: &[Step] = &[
         run: test,
     },
     Step {
+        name: "conformance",
+        run: crate::conformance::ci_step,
+    },
+    Step {
         name: "doc",
         run: doc,
     },

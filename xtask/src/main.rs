@@ -2,12 +2,16 @@
 //!
 //! Commands:
 //! - `ci [--keep-going]`: every check CI runs, as named steps, ending with a step table.
-//! - `setup`: install what the checks need (cargo-deny and its advisory database) into the
-//!   project cache (`~/.cache/mcp-scheduler`, or `$MCP_SCHEDULER_CACHE`).
+//! - `conformance [--scenario <name>]...`: run the official MCP conformance suite against our
+//!   client, one scenario at a time, ending with a scenario table.
+//! - `setup`: install what the checks need (cargo-deny and its advisory database, Node and the
+//!   conformance suites) into the project cache (`~/.cache/mcp-scheduler`, or
+//!   `$MCP_SCHEDULER_CACHE`).
 
 #![allow(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
 
 mod ci;
+mod conformance;
 mod tools;
 
 #[cfg(test)]
@@ -20,6 +24,9 @@ usage: cargo xtask <command>
 
 commands:
   ci [--keep-going]   run every CI step and print a step table
+  conformance [--scenario <name>]...
+                      run the MCP conformance suite against our client (all
+                      scenarios, or the named ones) and print a scenario table
   setup               install what the CI steps need into the project cache
 ";
 
@@ -31,6 +38,7 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "ci" => ci::command(rest),
+        "conformance" => conformance::command(rest),
         "setup" => tools::setup(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

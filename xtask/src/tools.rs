@@ -112,7 +112,8 @@ pub(crate) fn advisory_db() -> Result<bool, String> {
     Ok(true)
 }
 
-/// `cargo xtask setup`: install everything the CI steps need.
+/// `cargo xtask setup`: install everything the CI steps need (cargo-deny, its advisory
+/// database, and Node with the conformance suites).
 pub(crate) fn setup() -> Result<(), String> {
     let deny = cargo_deny()?;
     println!("cargo-deny: {}", deny.display());
@@ -120,6 +121,9 @@ pub(crate) fn setup() -> Result<(), String> {
         println!("advisory database: ready");
     } else {
         println!("advisory database: none local; cargo-deny will fetch it");
+    }
+    for dir in crate::conformance::install_all()? {
+        println!("conformance suite: {}", dir.display());
     }
     Ok(())
 }
