@@ -3,13 +3,17 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+use crate::jsonrpc::RpcError;
+
+/// A boxed error, the error type at the `tower::Service` HTTP seam.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The error type of `mcp-transport`.
 ///
-/// Opaque on purpose: ask it what happened with the `is_*()` predicates and walk
-/// [`source()`](StdError::source) for the cause. The wording of `Display` is not API.
-/// Messages never contain secret values.
+/// Opaque on purpose: ask it what happened with the `is_*()` predicates, read the HTTP status
+/// with [`status()`](Error::status) or the server's JSON-RPC error with
+/// [`rpc_error()`](Error::rpc_error), and walk [`source()`](StdError::source) for the cause.
+/// The wording of `Display` is not API. Messages never contain header values or query strings.
 pub struct Error {
     inner: Box<Inner>,
 }
@@ -20,23 +24,19 @@ struct Inner {
     source: Option<BoxError>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the mcp-transport issue (#3)"
-)]
+#[derive(Debug)]
 pub(crate) enum Kind {
     Connect,
     Timeout,
+    Status(http::StatusCode),
     Protocol,
+    Rpc(RpcError),
     Closed,
     Config,
+    TooLarge,
+    Io,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the mcp-transport issue (#3)"
-)]
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
@@ -48,7 +48,6 @@ impl Error {
         }
     }
 
-    /// Adds a human-readable detail (what and where) to the message.
     pub(crate) fn with_context(mut self, context: impl Into<String>) -> Self {
         self.inner.context = Some(context.into());
         self
@@ -58,32 +57,122 @@ impl Error {
         self.inner.source = Some(source.into());
         self
     }
-}
 
-impl Error {
-    /// Returns true if a connection to the server could not be established.
+    pub(crate) fn protocol(context: impl Into<String>) -> Self {
+        Self::new(Kind::Protocol).with_context(context)
+    }
+
+    pub(crate) fn config(context: impl Into<String>) -> Self {
+        Self::new(Kind::Config).with_context(context)
+    }
+
+    pub(crate) fn rpc(error: RpcError) -> Self {
+        Self::new(Kind::Rpc(error))
+    }
+
+    pub(crate) fn closed(context: impl Into<String>) -> Self {
+        Self::new(Kind::Closed).with_context(context)
+    }
+
+    pub(crate) fn timeout(context: impl Into<String>) -> Self {
+        Self::new(Kind::Timeout).with_context(context)
+    }
+
+    /// Wraps an error that came out of the HTTP service stack. Our own errors pass through
+    /// unchanged; anything else (an auth or resilience layer's error) is kept as the source.
+    pub(crate) fn from_service(err: BoxError) -> Self {
+        match err.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => {
+                let kind = if other.is::<hyper_util::client::legacy::Error>() {
+                    classify_hyper(&*other)
+                } else {
+                    Kind::Io
+                };
+                Self::new(kind).with_source(other)
+            }
+        }
+    }
+
+    /// True if a connection to the server could not be established (DNS, TCP, TLS).
     pub fn is_connect(&self) -> bool {
         matches!(self.inner.kind, Kind::Connect)
     }
 
-    /// Returns true if an operation hit its timeout.
+    /// True if an operation hit one of its timeouts (connect, response, read, per-call).
     pub fn is_timeout(&self) -> bool {
         matches!(self.inner.kind, Kind::Timeout)
     }
 
-    /// Returns true if the peer sent something that is not valid MCP or JSON-RPC.
+    /// True if the server answered with an HTTP status the transport could not use.
+    pub fn is_status(&self) -> bool {
+        matches!(self.inner.kind, Kind::Status(_))
+    }
+
+    /// The HTTP status, if this error is an unexpected HTTP status.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match self.inner.kind {
+            Kind::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// True if the peer sent something that is not valid MCP, JSON-RPC or SSE.
     pub fn is_protocol(&self) -> bool {
         matches!(self.inner.kind, Kind::Protocol)
     }
 
-    /// Returns true if the transport is closed.
+    /// True if the server answered the request with a JSON-RPC error.
+    pub fn is_rpc(&self) -> bool {
+        matches!(self.inner.kind, Kind::Rpc(_))
+    }
+
+    /// The server's JSON-RPC error, if this is one.
+    pub fn rpc_error(&self) -> Option<&RpcError> {
+        match &self.inner.kind {
+            Kind::Rpc(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True if the transport or client is closed (or the peer went away).
     pub fn is_closed(&self) -> bool {
         matches!(self.inner.kind, Kind::Closed)
     }
 
-    /// Returns true if the client configuration is invalid.
+    /// True if the configuration is invalid (bad URL, insecure scheme, bad header value).
     pub fn is_config(&self) -> bool {
         matches!(self.inner.kind, Kind::Config)
+    }
+
+    /// True if a response exceeded the configured size cap.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.inner.kind, Kind::TooLarge)
+    }
+
+    /// True for I/O failures after the connection was established (reset, broken pipe, a
+    /// child process that exited), and for errors from outer service layers.
+    pub fn is_io(&self) -> bool {
+        matches!(self.inner.kind, Kind::Io)
+    }
+}
+
+fn classify_hyper(err: &(dyn StdError + 'static)) -> Kind {
+    match err.downcast_ref::<hyper_util::client::legacy::Error>() {
+        Some(e) if e.is_connect() => {
+            // A connect timeout surfaces as a connect error whose cause is a timeout.
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                if let Some(io) = c.downcast_ref::<std::io::Error>()
+                    && io.kind() == std::io::ErrorKind::TimedOut
+                {
+                    return Kind::Timeout;
+                }
+                cause = c.source();
+            }
+            Kind::Connect
+        }
+        _ => Kind::Io,
     }
 }
 
@@ -103,13 +192,17 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.inner.kind {
-            Kind::Connect => "connection failed",
-            Kind::Timeout => "operation timed out",
-            Kind::Protocol => "protocol violation",
-            Kind::Closed => "transport closed",
-            Kind::Config => "invalid transport configuration",
-        })?;
+        match &self.inner.kind {
+            Kind::Connect => f.write_str("connection failed")?,
+            Kind::Timeout => f.write_str("timed out")?,
+            Kind::Status(s) => write!(f, "unexpected HTTP status {s}")?,
+            Kind::Protocol => f.write_str("protocol violation")?,
+            Kind::Rpc(e) => write!(f, "server returned {e}")?,
+            Kind::Closed => f.write_str("transport closed")?,
+            Kind::Config => f.write_str("invalid transport configuration")?,
+            Kind::TooLarge => f.write_str("response too large")?,
+            Kind::Io => f.write_str("I/O error")?,
+        }
         if let Some(context) = &self.inner.context {
             write!(f, ": {context}")?;
         }
@@ -133,12 +226,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn predicates_match_kind_and_message_carries_context() {
-        let err = Error::new(Kind::Connect).with_context("at `x.y`");
-        assert!(err.is_connect());
-        assert!(!err.is_timeout());
-        assert!(err.to_string().ends_with(": at `x.y`"));
-        let err = err.with_source(std::io::Error::other("inner"));
-        assert!(StdError::source(&err).is_some());
+    fn predicates_and_accessors() {
+        let e = Error::new(Kind::Status(http::StatusCode::BAD_GATEWAY)).with_context("POST /mcp");
+        assert!(e.is_status());
+        assert_eq!(e.status(), Some(http::StatusCode::BAD_GATEWAY));
+        assert!(e.to_string().contains("502"));
+        let e = Error::rpc(RpcError::new(-32601, "Method not found"));
+        assert_eq!(e.rpc_error().map(|r| r.code), Some(-32601));
+        assert!(!e.is_status());
+    }
+
+    #[test]
+    fn service_errors_round_trip() {
+        let ours: BoxError = Box::new(Error::timeout("response head"));
+        assert!(Error::from_service(ours).is_timeout());
+        let other: BoxError = Box::new(std::io::Error::other("layer failed"));
+        let e = Error::from_service(other);
+        assert!(e.is_io());
+        assert!(StdError::source(&e).is_some());
     }
 }

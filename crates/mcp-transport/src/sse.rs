@@ -100,6 +100,12 @@ impl Decoder {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// Carries the last event id and retry hint over from a previous stream (when resuming).
+    pub fn seed(&mut self, last_event_id: Option<String>, retry: Option<Duration>) {
+        self.last_event_id = last_event_id;
+        self.retry = retry;
+    }
+
     /// The last event id seen (`id:` field), to send as `Last-Event-ID` when resuming.
     pub fn last_event_id(&self) -> Option<&str> {
         self.last_event_id.as_deref()
