@@ -295,12 +295,27 @@ impl McpClient {
 
     async fn start(b: McpClientBuilder, transport: Arc<dyn Transport>) -> Result<McpClient, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        transport.set_inbound(tx);
         let shared = Arc::new(Shared {
             transport,
             handler: b.handler.clone(),
             progress: Mutex::new(HashMap::new()),
         });
+        // Progress is delivered inline (so it is seen before the response completes the
+        // call); everything else goes to the dispatcher task.
+        let progress_target = Arc::downgrade(&shared);
+        shared
+            .transport
+            .set_inbound(Arc::new(move |message: Message| {
+                if let Message::Notification(n) = &message
+                    && n.method == "notifications/progress"
+                {
+                    if let Some(shared) = progress_target.upgrade() {
+                        deliver_progress(&shared, n);
+                    }
+                    return;
+                }
+                let _ = tx.send(message);
+            }));
         let dispatcher = tokio::spawn(dispatch(shared.clone(), rx)).abort_handle();
         let mut protocol_meta = Map::new();
         protocol_meta.insert(
@@ -880,28 +895,31 @@ async fn initialize(
     })
 }
 
+fn deliver_progress(shared: &Shared, n: &Notification) {
+    let Some(p) = n
+        .params
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Progress>(p.get()).ok())
+    else {
+        tracing::debug!("ignoring a malformed progress notification");
+        return;
+    };
+    let key = match &p.progress_token {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    let callback = lock(&shared.progress).get(&key).cloned();
+    if let Some(callback) = callback {
+        callback(p);
+    }
+}
+
 /// Handles what the server sends outside responses.
 async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Message>) {
     while let Some(message) = rx.recv().await {
         match message {
             Message::Notification(n) => match n.method.as_str() {
-                "notifications/progress" => {
-                    let Some(p) = n
-                        .params
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str::<Progress>(p.get()).ok())
-                    else {
-                        continue;
-                    };
-                    let key = match &p.progress_token {
-                        Value::String(s) => format!("{s:?}"),
-                        other => other.to_string(),
-                    };
-                    let callback = lock(&shared.progress).get(&key).cloned();
-                    if let Some(callback) = callback {
-                        callback(p);
-                    }
-                }
+                "notifications/progress" => deliver_progress(&shared, &n),
                 "notifications/message" => {
                     if let Some(m) = n
                         .params

@@ -5,7 +5,8 @@
 //!   cancellation and `_meta` pass-through, [`ping`](McpClient::ping),
 //!   [`close`](McpClient::close). Many concurrent calls over one client are safe.
 //! - [`Transport`]: the message-level seam; [`HttpTransport`] implements Streamable HTTP
-//!   (spec 2025-11-25 and older with sessions, 2026-07-28 stateless).
+//!   (spec 2025-11-25 and older with sessions, 2026-07-28 stateless) and [`StdioTransport`]
+//!   runs the server as a child process.
 //! - [`http::HttpClient`]: the pooled hyper-util client as a `tower::Service`, the seam where
 //!   auth, resilience and telemetry layers go.
 //! - [`jsonrpc`] and [`sse`]: the codecs, usable on their own.
@@ -42,6 +43,7 @@ mod error;
 pub mod http;
 pub mod jsonrpc;
 pub mod sse;
+pub mod stdio;
 pub mod transport;
 pub mod types;
 
@@ -50,5 +52,6 @@ pub use client::{
 };
 pub use error::{BoxError, Error};
 pub use http::{HttpTransport, HttpTransportConfig};
+pub use stdio::{StdioConfig, StdioTransport};
 pub use transport::{RequestHints, Transport};
 pub use types::{CallToolResult, Content, Implementation, Progress, Tool};

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::jsonrpc::{Message, Notification, Request, Response};
@@ -17,7 +16,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where a transport delivers what the server sends outside a response: notifications
 /// (progress, logging) and server-to-client requests (ping, elicitation, ...).
-pub type Inbound = mpsc::UnboundedSender<Message>;
+///
+/// Transports call it inline, in arrival order, before completing the request the messages
+/// arrived with; so a progress notification sent before a response is seen before the call
+/// returns. It must not block.
+pub type Inbound = Arc<dyn Fn(Message) + Send + Sync>;
 
 /// Facts about a request that a transport may expose outside the body. HTTP mirrors them into
 /// headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`); stdio ignores

@@ -246,9 +246,7 @@ enum Posted {
 impl Shared {
     fn inbound(&self, message: Message) {
         match self.inbound.get() {
-            Some(tx) => {
-                let _ = tx.send(message);
-            }
+            Some(deliver) => deliver(message),
             None => tracing::debug!("dropping a server message: no inbound handler set"),
         }
     }
