@@ -148,7 +148,31 @@ impl HttpTransport {
     }
 
     /// A transport to `url` that sends through `service`: the pooled [`HttpClient`] wrapped in
-    /// whatever layers the caller adds (auth, retries, telemetry, tower-http).
+    /// whatever layers the caller adds (auth, retries, telemetry, tower-http). Layers see
+    /// every HTTP request the transport makes (POST, the GET streams, DELETE) with the whole
+    /// body in memory, so they can replay it.
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use mcp_transport::http::{HttpClient, HttpConfig, HttpRequest};
+    /// use mcp_transport::{HttpTransport, HttpTransportConfig};
+    /// use tower::ServiceBuilder;
+    ///
+    /// let pool = HttpClient::new(&HttpConfig::default())?;
+    /// // Any tower layer goes here: this one tags every request with a tenant header.
+    /// let stack = ServiceBuilder::new()
+    ///     .map_request(|mut req: HttpRequest| {
+    ///         req.headers_mut().insert("x-tenant", HeaderValue::from_static("contoso"));
+    ///         req
+    ///     })
+    ///     .service(pool);
+    /// let transport = HttpTransport::with_service(
+    ///     "http://127.0.0.1:8080/mcp",
+    ///     HttpTransportConfig::default(),
+    ///     stack,
+    /// )?;
+    /// # Ok::<(), mcp_transport::Error>(())
+    /// ```
     pub fn with_service<S>(
         url: &str,
         config: HttpTransportConfig,
