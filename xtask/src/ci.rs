@@ -28,6 +28,10 @@ const STEPS: &[Step] = &[
         run: crate::conformance::ci_step,
     },
     Step {
+        name: "interop",
+        run: crate::interop::ci_step,
+    },
+    Step {
         name: "doc",
         run: doc,
     },

@@ -4,14 +4,17 @@
 //! - `ci [--keep-going]`: every check CI runs, as named steps, ending with a step table.
 //! - `conformance [--scenario <name>]...`: run the official MCP conformance suite against our
 //!   client, one scenario at a time, ending with a scenario table.
+//! - `interop [<filter>]...`: run our client against real MCP servers nobody in this project
+//!   wrote (Python SDK, server-everything, rmcp), one test at a time, ending with a table.
 //! - `setup`: install what the checks need (cargo-deny and its advisory database, Node and the
-//!   conformance suites) into the project cache (`~/.cache/mcp-scheduler`, or
+//!   conformance suites, the interop peers) into the project cache (`~/.cache/mcp-scheduler`, or
 //!   `$MCP_SCHEDULER_CACHE`).
 
 #![allow(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
 
 mod ci;
 mod conformance;
+mod interop;
 mod tools;
 
 #[cfg(test)]
@@ -27,6 +30,9 @@ commands:
   conformance [--scenario <name>]...
                       run the MCP conformance suite against our client (all
                       scenarios, or the named ones) and print a scenario table
+  interop [<filter>]...
+                      run our client against real MCP servers (all tests, or
+                      those whose names contain a filter) and print a table
   setup               install what the CI steps need into the project cache
 ";
 
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "ci" => ci::command(rest),
         "conformance" => conformance::command(rest),
+        "interop" => interop::command(rest),
         "setup" => tools::setup(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

@@ -113,7 +113,7 @@ pub(crate) fn advisory_db() -> Result<bool, String> {
 }
 
 /// `cargo xtask setup`: install everything the CI steps need (cargo-deny, its advisory
-/// database, and Node with the conformance suites).
+/// database, Node with the conformance suites, and the interop peers).
 pub(crate) fn setup() -> Result<(), String> {
     let deny = cargo_deny()?;
     println!("cargo-deny: {}", deny.display());
@@ -124,6 +124,9 @@ pub(crate) fn setup() -> Result<(), String> {
     }
     for dir in crate::conformance::install_all()? {
         println!("conformance suite: {}", dir.display());
+    }
+    for (what, path) in crate::interop::install_all()? {
+        println!("interop peer {what}: {}", path.display());
     }
     Ok(())
 }
