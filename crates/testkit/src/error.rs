@@ -21,19 +21,11 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the fakes and launchers the later issues add"
-)]
 pub(crate) enum Kind {
     Launch,
     Io,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the fakes and launchers the later issues add"
-)]
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self {

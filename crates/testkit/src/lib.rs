@@ -2,10 +2,14 @@
 //! to (Key Vault, managed identity / Entra token endpoints, Application Insights ingestion), a
 //! fault-injecting proxy, and launchers for real MCP peers on loopback.
 //!
-//! # Status
+//! # What is here
 //!
-//! Fakes and launchers are added by the issues that need them. Today the crate exposes only
-//! its [`Error`] type.
+//! - [`mcp_http`]: a scripted MCP Streamable HTTP server ([`mcp_http::ScriptedMcpServer`]) for
+//!   the client behaviours a real server cannot easily be made to show (expired sessions,
+//!   broken SSE streams, held responses); it records every request for assertions.
+//! - [`Error`]: the crate's error type.
+//!
+//! Fakes of the Azure services and peer launchers are added by the issues that need them.
 //!
 //! # Architecture invariants
 //!
@@ -23,5 +27,6 @@
 //! ```
 
 mod error;
+pub mod mcp_http;
 
 pub use error::Error;
