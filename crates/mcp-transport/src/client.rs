@@ -504,10 +504,16 @@ impl McpClient {
             .unwrap_or_default()
     }
 
-    /// Sends `ping` and waits for the answer.
+    /// Checks that the server answers: `ping` on session protocols; on the stateless protocol
+    /// (2026-07-28 removed `ping`) a `server/discover`, which every such server implements.
     pub async fn ping(&self) -> Result<(), Error> {
+        let method = if self.inner.stateless {
+            "server/discover"
+        } else {
+            "ping"
+        };
         self.request_raw(
-            "ping",
+            method,
             Map::new(),
             &CallOptions::default(),
             RequestHints::default(),

@@ -3,6 +3,8 @@
 //! untrusted certificates refused. The server is a minimal MCP responder written here (it only
 //! needs to answer `initialize`, notifications and `ping`).
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +30,12 @@ async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
         *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         return Ok(r);
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let msg: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let Some(id) = msg.get("id") else {
         let mut r = Response::new(Full::default());
@@ -43,7 +50,8 @@ async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
     };
     let out = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
     let mut r = Response::new(Full::new(Bytes::from(out.to_string())));
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     Ok(r)
 }
 
@@ -71,7 +79,9 @@ async fn start(alpn: &[&[u8]]) -> TlsServer {
             let acceptor = acceptor.clone();
             let seen = seen.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = hyper::service::service_fn(move |req: Request<_>| {
                     seen.lock().unwrap().push(req.version());
                     answer(req)
@@ -121,7 +131,10 @@ async fn https_negotiates_http2_by_alpn() {
     ping_over(&server, trusting(&server.ca)).await.unwrap();
     let versions = server.versions.lock().unwrap().clone();
     assert!(!versions.is_empty());
-    assert!(versions.iter().all(|v| *v == Version::HTTP_2), "{versions:?}");
+    assert!(
+        versions.iter().all(|v| *v == Version::HTTP_2),
+        "{versions:?}"
+    );
 }
 
 #[tokio::test]
@@ -130,9 +143,16 @@ async fn https_falls_back_to_http1_when_the_server_only_speaks_it() {
     let pool = trusting(&server.ca);
     ping_over(&server, pool.clone()).await.unwrap();
     let versions = server.versions.lock().unwrap().clone();
-    assert!(versions.iter().all(|v| *v == Version::HTTP_11), "{versions:?}");
+    assert!(
+        versions.iter().all(|v| *v == Version::HTTP_11),
+        "{versions:?}"
+    );
     // initialize, initialized, GET stream (405), ping, ... share pooled connections.
-    assert!(pool.connections_opened() <= 2, "opened {}", pool.connections_opened());
+    assert!(
+        pool.connections_opened() <= 2,
+        "opened {}",
+        pool.connections_opened()
+    );
 }
 
 #[tokio::test]

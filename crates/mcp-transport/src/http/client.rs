@@ -10,11 +10,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -58,8 +56,9 @@ impl std::fmt::Debug for TlsRoots {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpConfig {
-    /// Most requests in flight at once (for HTTP/1.1, most open connections). Default 100,
-    /// the design document's `max_connections`.
+    /// Most open connections, all hosts together. When every connection is busy a request
+    /// waits (at most `pool_timeout`) for one to become idle or close. HTTP/2 multiplexes many
+    /// requests on one connection. Default 100, the design document's `max_connections`.
     pub max_connections: usize,
     /// Most idle connections kept per host. Default 20, the design document's
     /// `max_keepalive_connections`.
@@ -70,7 +69,7 @@ pub struct HttpConfig {
     pub connect_timeout: Duration,
     /// Time allowed from sending a request to receiving the response head. Default 30 s.
     pub response_timeout: Duration,
-    /// Wait for a free connection slot at most this long. Default 30 s.
+    /// Wait for a free connection at most this long. Default 30 s.
     pub pool_timeout: Duration,
     /// Disable Nagle's algorithm. Default true.
     pub tcp_nodelay: bool,
@@ -103,10 +102,8 @@ type Connector = CountingConnector;
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
-    slots: Arc<Semaphore>,
     opened: Arc<AtomicU64>,
     response_timeout: Duration,
-    pool_timeout: Duration,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -128,6 +125,8 @@ impl HttpClient {
         let counting = CountingConnector {
             inner: http,
             opened: opened.clone(),
+            slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            pool_timeout: config.pool_timeout,
         };
         let connector = connector(counting, &config.tls_roots)?;
         let client = Client::builder(TokioExecutor::new())
@@ -138,10 +137,8 @@ impl HttpClient {
             .build(connector);
         Ok(Self {
             client,
-            slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
             opened,
             response_timeout: config.response_timeout,
-            pool_timeout: config.pool_timeout,
         })
     }
 
@@ -184,95 +181,115 @@ impl tower_service::Service<HttpRequest> for HttpClient {
     type Future = BoxFuture<Result<HttpResponse, BoxError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Back-pressure is applied per request (the connection slot is awaited inside the
-        // future, bounded by `pool_timeout`), so the service is always ready.
+        // The connection limit is enforced where connections are opened (bounded by
+        // `pool_timeout`), so the service is always ready.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: HttpRequest) -> Self::Future {
         let client = self.client.clone();
-        let slots = self.slots.clone();
         let response_timeout = self.response_timeout;
-        let pool_timeout = self.pool_timeout;
         Box::pin(async move {
-            let permit = match slots.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => tokio::time::timeout(pool_timeout, slots.acquire_owned())
-                    .await
-                    .map_err(|_| Error::timeout("waiting for a free connection slot"))?
-                    .map_err(|_| Error::closed("HTTP client closed"))?,
-            };
             let req = req.map(Full::new);
             let resp = tokio::time::timeout(response_timeout, client.request(req))
                 .await
                 .map_err(|_| Error::timeout("waiting for the response head"))?
                 .map_err(|e| Error::from_service(Box::new(e)))?;
-            Ok(resp.map(|body| {
-                PermitBody {
-                    inner: body,
-                    _permit: permit,
-                }
-                .boxed()
-            }))
+            Ok(resp.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed()))
         })
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that holds its connection slot until it is finished or dropped.
-    struct PermitBody {
-        #[pin]
-        inner: Incoming,
-        _permit: OwnedSemaphorePermit,
-    }
-}
-
-impl Body for PermitBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project()
-            .inner
-            .poll_frame(cx)
-            .map_err(|e| Box::new(e) as BoxError)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Counts the connections the pool opens (for tests and the benchmark's churn check).
+/// Opens TCP connections for the pool: at most `max_connections` at once (each connection
+/// holds a slot until it closes), counted for tests and the benchmark's churn check.
 #[derive(Clone)]
 pub(crate) struct CountingConnector {
     inner: HttpConnector,
     opened: Arc<AtomicU64>,
+    slots: Arc<Semaphore>,
+    pool_timeout: Duration,
 }
 
 impl tower_service::Service<http::Uri> for CountingConnector {
-    type Response = <HttpConnector as tower_service::Service<http::Uri>>::Response;
-    type Error = <HttpConnector as tower_service::Service<http::Uri>>::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Response = Limited<<HttpConnector as tower_service::Service<http::Uri>>::Response>;
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Self::Response, BoxError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let fut = self.inner.call(uri);
         let opened = self.opened.clone();
+        let slots = self.slots.clone();
+        let pool_timeout = self.pool_timeout;
         Box::pin(async move {
-            let conn = fut.await?;
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => tokio::time::timeout(pool_timeout, slots.acquire_owned())
+                    .await
+                    .map_err(|_| Error::timeout("waiting for a free connection (max_connections)"))?
+                    .map_err(|_| Error::closed("HTTP client closed"))?,
+            };
+            let io = fut.await?;
             opened.fetch_add(1, Ordering::Relaxed);
-            Ok(conn)
+            Ok(Limited { io, _slot: slot })
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection that gives its slot back when it closes.
+    pub(crate) struct Limited<T> {
+        #[pin]
+        io: T,
+        _slot: OwnedSemaphorePermit,
+    }
+}
+
+impl<T: Connection> Connection for Limited<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl<T: hyper::rt::Read> hyper::rt::Read for Limited<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write> hyper::rt::Write for Limited<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
     }
 }

@@ -447,7 +447,10 @@ impl Shared {
         loop {
             let outcome = self.pump(&mut body, &mut decoder, Some(id)).await;
             match outcome {
-                Pumped::Response(r) => return r,
+                Pumped::Response(r) => {
+                    finish(body, self.config.read_timeout);
+                    return r;
+                }
                 Pumped::Progress => resumptions = 0,
                 Pumped::Ended(cause) => {
                     let Some(last) = decoder.last_event_id().map(str::to_owned) else {
@@ -553,11 +556,12 @@ impl Shared {
     async fn reinitialize(&self, seen_generation: u64) -> Result<(), Error> {
         let _guard = self.reinit.lock().await;
         let init = {
-            let mut s = lock(&self.session);
+            let s = lock(&self.session);
             if s.generation != seen_generation {
                 return Ok(()); // someone else re-initialized meanwhile
             }
-            s.id = None;
+            // The old id stays in place until the new one arrives: requests sent meanwhile
+            // carry it, get 404, wait on the lock above and replay with the new session.
             s.initialize.clone()
         };
         let Some(init) = init else {
@@ -572,7 +576,8 @@ impl Shared {
                 _ => None,
             })
             .ok_or_else(|| Error::protocol("stored initialize request is not a request"))?;
-        let (req, _) = self.build(Method::POST, init, None, Some("initialize"), false)?;
+        let (mut req, _) = self.build(Method::POST, init, None, Some("initialize"), false)?;
+        req.headers_mut().remove(PROTOCOL_VERSION);
         let resp = self.send(req).await?;
         self.take_session(&resp);
         match self.read_post_response(resp, Some(&id)).await? {
@@ -597,10 +602,9 @@ impl Shared {
         Ok(())
     }
 
+    /// Adopts the session id of an `initialize` response (none if the server sent none).
     fn take_session(&self, resp: &HttpResponse) {
-        if let Some(id) = resp.headers().get(SESSION_ID) {
-            lock(&self.session).id = Some(id.clone());
-        }
+        lock(&self.session).id = resp.headers().get(SESSION_ID).cloned();
     }
 
     fn take_version(&self, resp: &Response) {
@@ -625,6 +629,37 @@ enum Pumped {
     Progress,
     /// The stream ended, with the cause if it broke.
     Ended(Option<Error>),
+}
+
+/// Reads what is left of a response stream after its response arrived, so the connection
+/// goes back to the pool instead of being closed. Usually the end of the stream is already
+/// buffered; otherwise a task finishes it, bounded in time (anything after the response is
+/// discarded; the spec says the server should end the stream there).
+fn finish(mut body: HttpBody, read_timeout: Duration) {
+    const MAX_INLINE_FRAMES: usize = 16;
+    for _ in 0..MAX_INLINE_FRAMES {
+        match poll_once(&mut body) {
+            Some(Some(Ok(_))) => continue,
+            Some(None | Some(Err(_))) => return,
+            None => break,
+        }
+    }
+    let limit = read_timeout.min(Duration::from_secs(10));
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(limit, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+    });
+}
+
+/// Polls the next frame once, without waiting.
+fn poll_once(body: &mut HttpBody) -> Option<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(frame) => Some(frame),
+        std::task::Poll::Pending => None,
+    }
 }
 
 fn is_sse(resp: &HttpResponse) -> bool {
@@ -684,13 +719,16 @@ impl Transport for HttpTransport {
             let is_initialize = request.method == "initialize";
             let body: Bytes = Message::Request(request.clone()).to_vec().into();
             if is_initialize {
-                let (req, _) = self.shared.build(
+                let (mut req, _) = self.shared.build(
                     Method::POST,
                     body.clone(),
                     Some(hints),
                     Some("initialize"),
                     false,
                 )?;
+                if hints.protocol_version.is_none() {
+                    req.headers_mut().remove(PROTOCOL_VERSION);
+                }
                 let resp = self.shared.send(req).await?;
                 self.shared.take_session(&resp);
                 let posted = self
