@@ -3,7 +3,8 @@
 //!
 //! - **floor**: a raw hyper POST of the same JSON-RPC bytes on a pooled hyper-util client (no
 //!   MCP client logic; the response body is read, not parsed);
-//! - **ours**: `mcp_transport::McpClient` over `HttpTransport` with the default pool;
+//! - **ours**: `mcp_transport::McpClient` over `HttpTransport` (pool of 100 connections, up to
+//!   100 idle, like the floor's and rmcp pooled's);
 //! - **rmcp pooled / rmcp default**: the official Rust SDK's client over reqwest, with a pooled
 //!   `reqwest::Client` (`with_client`) and with its default (pooling off).
 //!
@@ -280,7 +281,11 @@ async fn connect(kind: Kind, url: &str) -> (Client, Option<HttpClient>) {
     match kind {
         Kind::Floor => (Client::Floor(Box::new(Floor::connect(url).await)), None),
         Kind::Ours | Kind::OursStateless => {
-            let pool = HttpClient::new(&HttpConfig::default()).unwrap();
+            // Same pool shape as the floor and rmcp pooled: keep up to 100 idle connections
+            // (the default keeps 20, which churns connections at c=64; see HttpConfig).
+            let mut config = HttpConfig::default();
+            config.max_idle_per_host = 100;
+            let pool = HttpClient::new(&config).unwrap();
             let transport =
                 HttpTransport::with_service(url, HttpTransportConfig::default(), pool.clone())
                     .unwrap();

@@ -459,7 +459,7 @@ impl McpClient {
             params.insert("arguments".into(), arguments);
         }
         let first = self
-            .request_mrtr("tools/call", params.clone(), &options, hints)
+            .request_mrtr("tools/call", &params, &options, hints)
             .await;
         match first {
             Err(e)
@@ -475,7 +475,7 @@ impl McpClient {
                     param_headers: self.param_values(name, &arguments),
                     ..RequestHints::default()
                 };
-                self.request_mrtr("tools/call", params, &options, hints)
+                self.request_mrtr("tools/call", &params, &options, hints)
                     .await
             }
             other => other,
@@ -514,7 +514,7 @@ impl McpClient {
         };
         self.request_raw(
             method,
-            Map::new(),
+            &Map::new(),
             &CallOptions::default(),
             RequestHints::default(),
         )
@@ -530,7 +530,7 @@ impl McpClient {
         params: Map<String, Value>,
         options: CallOptions,
     ) -> Result<Box<RawValue>, Error> {
-        self.request_raw(method, params, &options, RequestHints::default())
+        self.request_raw(method, &params, &options, RequestHints::default())
             .await
     }
 
@@ -547,7 +547,7 @@ impl McpClient {
         options: &CallOptions,
         hints: RequestHints,
     ) -> Result<T, Error> {
-        let raw = self.request_raw(method, params, options, hints).await?;
+        let raw = self.request_raw(method, &params, options, hints).await?;
         decode(method, &raw)
     }
 
@@ -556,48 +556,32 @@ impl McpClient {
     async fn request_mrtr(
         &self,
         method: &str,
-        params: Map<String, Value>,
+        params: &Map<String, Value>,
         options: &CallOptions,
         hints: RequestHints,
     ) -> Result<CallToolResult, Error> {
         const MAX_ROUNDS: usize = 16;
-        let mut attempt = params.clone();
+        let mut retry: Option<Map<String, Value>> = None;
         for _ in 0..MAX_ROUNDS {
+            let attempt = retry.as_ref().unwrap_or(params);
             let raw = self
-                .request_raw(method, attempt.clone(), options, hints.clone())
+                .request_raw(method, attempt, options, hints.clone())
                 .await?;
-            let value: Value = decode(method, &raw)?;
-            match value.get("resultType").and_then(Value::as_str) {
-                None | Some("complete") => return decode(method, &raw),
+            let result: CallToolResult = decode(method, &raw)?;
+            match result.result_type.as_deref() {
+                None | Some("complete") => return Ok(result),
                 Some("input_required") => {
-                    let mut responses = Map::new();
-                    if let Some(Value::Object(requests)) = value.get("inputRequests") {
-                        for (key, req) in requests {
-                            let m = req
-                                .get("method")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default();
-                            let p = req.get("params").map(jsonrpc::to_raw).transpose().map_err(
-                                |e| Error::protocol("bad inputRequests params").with_source(e),
-                            )?;
-                            let answer = self
-                                .inner
-                                .shared
-                                .handler
-                                .request(m, p.as_deref())
-                                .await
-                                .map_err(|e| {
-                                Error::rpc(e)
-                                    .with_context(format!("answering input request `{key}`"))
-                            })?;
-                            responses.insert(key.clone(), answer);
-                        }
-                    }
-                    attempt = params.clone();
-                    attempt.insert("inputResponses".into(), Value::Object(responses));
+                    // Rare: only now look at the rest of the result.
+                    let value: Value = decode(method, &raw)?;
+                    let mut next = params.clone();
+                    next.insert(
+                        "inputResponses".into(),
+                        Value::Object(self.answer_input_requests(&value).await?),
+                    );
                     if let Some(state) = value.get("requestState") {
-                        attempt.insert("requestState".into(), state.clone());
+                        next.insert("requestState".into(), state.clone());
                     }
+                    retry = Some(next);
                 }
                 Some(other) => {
                     return Err(Error::protocol(format!(
@@ -611,28 +595,45 @@ impl McpClient {
         )))
     }
 
+    /// Answers the `inputRequests` of an `input_required` result through the handler.
+    async fn answer_input_requests(&self, result: &Value) -> Result<Map<String, Value>, Error> {
+        let mut responses = Map::new();
+        let Some(Value::Object(requests)) = result.get("inputRequests") else {
+            return Ok(responses);
+        };
+        for (key, req) in requests {
+            let method = req
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let params = req
+                .get("params")
+                .map(jsonrpc::to_raw)
+                .transpose()
+                .map_err(|e| Error::protocol("bad inputRequests params").with_source(e))?;
+            let answer = self
+                .inner
+                .shared
+                .handler
+                .request(method, params.as_deref())
+                .await
+                .map_err(|e| {
+                    Error::rpc(e).with_context(format!("answering input request `{key}`"))
+                })?;
+            responses.insert(key.clone(), answer);
+        }
+        Ok(responses)
+    }
+
     async fn request_raw(
         &self,
         method: &str,
-        mut params: Map<String, Value>,
+        params: &Map<String, Value>,
         options: &CallOptions,
         mut hints: RequestHints,
     ) -> Result<Box<RawValue>, Error> {
         let inner = &self.inner;
         let id = RequestId::Number(inner.next_id.fetch_add(1, Ordering::Relaxed));
-        if inner.stateless || options.meta.is_some() || options.progress.is_some() {
-            let meta = params
-                .entry("_meta")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(meta) = meta {
-                if let Some(user) = &options.meta {
-                    meta.extend(user.clone());
-                }
-                if inner.stateless {
-                    meta.extend(inner.protocol_meta.clone());
-                }
-            }
-        }
         let mut guard = CallGuard {
             shared: &inner.shared,
             id: id.clone(),
@@ -642,35 +643,34 @@ impl McpClient {
         };
         if let Some(progress) = &options.progress {
             let key = id.to_string();
-            if let Some(Value::Object(meta)) = params.get_mut("_meta") {
-                meta.insert(
-                    "progressToken".into(),
-                    serde_json::to_value(&id).unwrap_or(Value::Null),
-                );
-            }
             lock(&inner.shared.progress).insert(key.clone(), progress.clone());
             guard.progress_key = Some(key);
         }
-        if hints.name.is_none() {
+        if hints.name.is_none() && matches!(method, "tools/call" | "prompts/get" | "resources/read")
+        {
             let key = if method == "resources/read" {
                 "uri"
             } else {
                 "name"
             };
-            if matches!(method, "tools/call" | "prompts/get" | "resources/read") {
-                hints.name = params.get(key).and_then(Value::as_str).map(str::to_owned);
-            }
+            hints.name = params.get(key).and_then(Value::as_str).map(str::to_owned);
         }
         hints.protocol_version = Some(inner.version.clone());
         hints.stateless = inner.stateless;
+        let outgoing = OutgoingParams {
+            params,
+            user_meta: options.meta.as_ref(),
+            protocol_meta: inner.stateless.then_some(&inner.protocol_meta),
+            progress_token: options.progress.as_ref().map(|_| &id),
+        };
+        let raw = jsonrpc::to_raw(&outgoing).map_err(|e| {
+            Error::config(format!("parameters of `{method}` are not serializable")).with_source(e)
+        })?;
         let request = Request {
             jsonrpc: JsonRpcVersion,
             id,
             method: method.to_owned(),
-            params: Some(jsonrpc::to_raw(&params).map_err(|e| {
-                Error::config(format!("parameters of `{method}` are not serializable"))
-                    .with_source(e)
-            })?),
+            params: Some(raw),
         };
         let timeout = options.timeout.unwrap_or(inner.default_timeout);
         let outcome =
@@ -686,6 +686,70 @@ impl McpClient {
             }
             Err(_) => Err(Error::timeout(format!("`{method}` after {timeout:?}"))),
         }
+    }
+}
+
+/// Request parameters as sent: the caller's members, with `_meta` merged from the caller's
+/// own `_meta` member, [`CallOptions::meta`], the protocol fields of stateless requests and
+/// the progress token. Serialized directly, without copying the arguments.
+struct OutgoingParams<'a> {
+    params: &'a Map<String, Value>,
+    user_meta: Option<&'a Map<String, Value>>,
+    protocol_meta: Option<&'a Map<String, Value>>,
+    progress_token: Option<&'a RequestId>,
+}
+
+impl serde::Serialize for OutgoingParams<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let own_meta = match self.params.get("_meta") {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        let has_meta = own_meta.is_some()
+            || self.user_meta.is_some()
+            || self.protocol_meta.is_some()
+            || self.progress_token.is_some();
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.params {
+            if k != "_meta" || !has_meta {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        if has_meta {
+            map.serialize_entry("_meta", &MergedMeta(self, own_meta))?;
+        }
+        map.end()
+    }
+}
+
+struct MergedMeta<'a>(&'a OutgoingParams<'a>, Option<&'a Map<String, Value>>);
+
+impl serde::Serialize for MergedMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // Later sources win: the caller's `_meta`, then `CallOptions::meta`, then the protocol
+        // fields and the progress token, which the client owns.
+        let mut merged: Vec<(&str, &Value)> = Vec::new();
+        let sources = [self.1, self.0.user_meta, self.0.protocol_meta];
+        for source in sources.into_iter().flatten() {
+            for (k, v) in source {
+                match merged.iter_mut().find(|(key, _)| *key == k.as_str()) {
+                    Some(slot) => slot.1 = v,
+                    None => merged.push((k.as_str(), v)),
+                }
+            }
+        }
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in merged {
+            if self.0.progress_token.is_none() || k != "progressToken" {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        if let Some(token) = self.0.progress_token {
+            map.serialize_entry("progressToken", token)?;
+        }
+        map.end()
     }
 }
 
@@ -973,5 +1037,61 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Message>)
                 tracing::debug!(error = %e.error, "ignoring an error response nobody waits for")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("test input is an object"),
+        }
+    }
+
+    #[test]
+    fn outgoing_params_merge_meta_sources_in_order() {
+        let params = object(json!({
+            "name": "t",
+            "arguments": {"a": 1},
+            "_meta": {"mine": 1, "progressToken": "caller"}
+        }));
+        let user = object(json!({"idempotencyKey": "k-1", "mine": 2}));
+        let protocol = object(json!({META_PROTOCOL_VERSION: "2026-07-28"}));
+        let id = RequestId::Number(7);
+        let out = OutgoingParams {
+            params: &params,
+            user_meta: Some(&user),
+            protocol_meta: Some(&protocol),
+            progress_token: Some(&id),
+        };
+        let v = serde_json::to_value(&out).unwrap();
+        assert_eq!(v["arguments"]["a"], 1);
+        assert_eq!(
+            v["_meta"]["mine"], 2,
+            "CallOptions::meta wins over the caller's _meta"
+        );
+        assert_eq!(v["_meta"]["idempotencyKey"], "k-1");
+        assert_eq!(v["_meta"][META_PROTOCOL_VERSION], "2026-07-28");
+        assert_eq!(
+            v["_meta"]["progressToken"], 7,
+            "the client owns the progress token"
+        );
+        let text = serde_json::to_string(&out).unwrap();
+        assert_eq!(text.matches("progressToken").count(), 1);
+    }
+
+    #[test]
+    fn outgoing_params_without_meta_are_the_params() {
+        let params = object(json!({"cursor": "c2"}));
+        let out = OutgoingParams {
+            params: &params,
+            user_meta: None,
+            protocol_meta: None,
+            progress_token: None,
+        };
+        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"cursor":"c2"}"#);
     }
 }

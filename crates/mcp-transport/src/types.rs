@@ -175,6 +175,14 @@ pub struct CallToolResult {
     /// Result metadata, as sent.
     #[serde(default, rename = "_meta", skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
+    /// `resultType` (2026-07-28): absent or `complete` for a final result. The client
+    /// resolves `input_required` results itself before returning.
+    #[serde(
+        default,
+        rename = "resultType",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub result_type: Option<String>,
 }
 
 impl CallToolResult {
@@ -237,26 +245,69 @@ pub enum Content {
 
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(d)?;
-        let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
-        let known = match value.get("type").and_then(Value::as_str) {
-            Some("text") => field("text").map(|text| Content::Text { text }),
-            Some("image") => field("data")
-                .zip(field("mimeType"))
+        d.deserialize_map(ContentVisitor)
+    }
+}
+
+/// One pass over a content block: the members known block types use are read as strings;
+/// anything else is kept, so an unknown block type round-trips as [`Content::Other`].
+struct ContentVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+    type Value = Content;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a content block object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Content, A::Error> {
+        let mut strings: [Option<String>; 6] = Default::default();
+        const NAMES: [&str; 6] = ["type", "text", "data", "mimeType", "uri", "name"];
+        let mut resource: Option<Value> = None;
+        let mut rest = Map::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match NAMES.iter().position(|n| *n == key) {
+                Some(i) => match map.next_value::<Value>()? {
+                    Value::String(v) => strings[i] = Some(v),
+                    other => {
+                        rest.insert(key.into_owned(), other);
+                    }
+                },
+                None if key == "resource" => resource = Some(map.next_value()?),
+                None => {
+                    rest.insert(key.into_owned(), map.next_value()?);
+                }
+            }
+        }
+        let [kind, text, data, mime_type, uri, name] = strings;
+        let known = match kind.as_deref() {
+            Some("text") if text.is_some() => text.clone().map(|text| Content::Text { text }),
+            Some("image") => (data.clone())
+                .zip(mime_type.clone())
                 .map(|(data, mime_type)| Content::Image { data, mime_type }),
-            Some("audio") => field("data")
-                .zip(field("mimeType"))
+            Some("audio") => (data.clone())
+                .zip(mime_type.clone())
                 .map(|(data, mime_type)| Content::Audio { data, mime_type }),
-            Some("resource_link") => field("uri")
-                .zip(field("name"))
+            Some("resource_link") => (uri.clone())
+                .zip(name.clone())
                 .map(|(uri, name)| Content::ResourceLink { uri, name }),
-            Some("resource") => value
-                .get("resource")
-                .cloned()
+            Some("resource") => resource
+                .clone()
                 .map(|resource| Content::Resource { resource }),
             _ => None,
         };
-        Ok(known.unwrap_or(Content::Other(value)))
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        for (key, value) in NAMES.iter().zip([kind, text, data, mime_type, uri, name]) {
+            if let Some(v) = value {
+                rest.insert((*key).to_owned(), Value::String(v));
+            }
+        }
+        if let Some(r) = resource {
+            rest.insert("resource".into(), r);
+        }
+        Ok(Content::Other(Value::Object(rest)))
     }
 }
 

@@ -61,7 +61,10 @@ pub struct HttpConfig {
     /// requests on one connection. Default 100, the design document's `max_connections`.
     pub max_connections: usize,
     /// Most idle connections kept per host. Default 20, the design document's
-    /// `max_keepalive_connections`.
+    /// `max_keepalive_connections`. A connection coming back to a full idle list is closed,
+    /// so under sustained concurrency above this number connections are closed and reopened
+    /// (measured: 64 concurrent callers on SSE opened ~450 connections per 6,400 calls with 20,
+    /// ~75 with 100). Set it to the concurrency you expect.
     pub max_idle_per_host: usize,
     /// How long an idle pooled connection is kept. Default 90 s.
     pub idle_timeout: Duration,

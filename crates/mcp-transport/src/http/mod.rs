@@ -78,6 +78,12 @@ pub struct HttpTransportConfig {
     pub open_get_stream: bool,
     /// Allow plain `http://` to non-loopback hosts (logs a warning). Default false.
     pub allow_insecure_http: bool,
+    /// After the response arrives on an SSE stream, how long the call waits for the server
+    /// to end the stream (servers do so right after the response, usually in the next TCP
+    /// segment). Waiting lets the connection go back to the pool before the caller's next
+    /// request, which would otherwise open a new connection; a stream still open after this
+    /// is drained in the background. Default 25 ms.
+    pub stream_end_grace: Duration,
 }
 
 impl Default for HttpTransportConfig {
@@ -90,6 +96,7 @@ impl Default for HttpTransportConfig {
             max_retry: Duration::from_secs(30),
             open_get_stream: true,
             allow_insecure_http: false,
+            stream_end_grace: Duration::from_millis(25),
         }
     }
 }
@@ -215,9 +222,12 @@ impl HttpTransport {
 /// Validates the endpoint URL: http or https, a host, and plain http only to loopback unless
 /// allowed.
 fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, Error> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| Error::config(format!("`{url}` is not a valid URL")).with_source(e))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        // Show only what precedes any query or credentials: they may hold secrets.
+        let shown = url.split(['?', '#']).next().unwrap_or_default();
+        let shown = shown.rsplit_once('@').map_or(shown, |(_, host)| host);
+        Error::config(format!("endpoint URL `{shown}` is not a valid URL")).with_source(e)
+    })?;
     let host = uri
         .host()
         .ok_or_else(|| Error::config(format!("URL `{}` has no host", redacted(&uri))))?;
@@ -448,7 +458,7 @@ impl Shared {
             let outcome = self.pump(&mut body, &mut decoder, Some(id)).await;
             match outcome {
                 Pumped::Response(r) => {
-                    finish(body, self.config.read_timeout);
+                    finish(body, self.config.stream_end_grace, self.config.read_timeout).await;
                     return r;
                 }
                 Pumped::Progress => resumptions = 0,
@@ -632,16 +642,20 @@ enum Pumped {
 }
 
 /// Reads what is left of a response stream after its response arrived, so the connection
-/// goes back to the pool instead of being closed. Usually the end of the stream is already
-/// buffered; otherwise a task finishes it, bounded in time (anything after the response is
-/// discarded; the spec says the server should end the stream there).
-fn finish(mut body: HttpBody, read_timeout: Duration) {
-    const MAX_INLINE_FRAMES: usize = 16;
-    for _ in 0..MAX_INLINE_FRAMES {
+/// goes back to the pool instead of being closed. Waits up to `grace`; a stream still open
+/// then is finished by a task, bounded in time (anything after the response is discarded: the
+/// spec says the server should end the stream there).
+async fn finish(mut body: HttpBody, grace: Duration, read_timeout: Duration) {
+    const MAX_FRAMES: usize = 16;
+    for _ in 0..MAX_FRAMES {
         match poll_once(&mut body) {
             Some(Some(Ok(_))) => continue,
             Some(None | Some(Err(_))) => return,
-            None => break,
+            None => match tokio::time::timeout(grace, body.frame()).await {
+                Ok(None | Some(Err(_))) => return,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => break,
+            },
         }
     }
     let limit = read_timeout.min(Duration::from_secs(10));
@@ -717,7 +731,8 @@ impl Transport for HttpTransport {
                 return Err(Error::closed("transport closed"));
             }
             let is_initialize = request.method == "initialize";
-            let body: Bytes = Message::Request(request.clone()).to_vec().into();
+            // Serializing a request cannot fail (string keys, valid raw JSON params).
+            let body: Bytes = serde_json::to_vec(&request).unwrap_or_default().into();
             if is_initialize {
                 let (mut req, _) = self.shared.build(
                     Method::POST,
@@ -915,6 +930,12 @@ mod tests {
         assert!(check_url("https://scheduler.example/mcp", false).is_ok());
         assert!(check_url("ftp://x/", false).unwrap_err().is_config());
         assert!(check_url("not a url", false).unwrap_err().is_config());
+        let err = check_url("https://user:hunter2@h .example/mcp?key=s3cr3t", false).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 
     #[test]
