@@ -44,6 +44,10 @@ const STEPS: &[Step] = &[
         run: fuzz_check,
     },
     Step {
+        name: "fuzz",
+        run: crate::fuzz::ci_step,
+    },
+    Step {
         name: "bench-build",
         run: bench_build,
     },

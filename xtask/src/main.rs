@@ -6,14 +6,19 @@
 //!   client, one scenario at a time, ending with a scenario table.
 //! - `interop [<filter>]...`: run our client against real MCP servers nobody in this project
 //!   wrote (Python SDK, server-everything, rmcp), one test at a time, ending with a table.
+//! - `bench [transport|codec|all] [--quick]`: run the benchmarks (transport: ours vs rmcp vs
+//!   raw hyper).
+//! - `fuzz [<target>...] [--seconds N]`: run the fuzz targets, each for a bounded time.
 //! - `setup`: install what the checks need (cargo-deny and its advisory database, Node and the
 //!   conformance suites, the interop peers) into the project cache (`~/.cache/mcp-scheduler`, or
 //!   `$MCP_SCHEDULER_CACHE`).
 
 #![allow(clippy::print_stdout, reason = "a command-line tool reports on stdout")]
 
+mod bench;
 mod ci;
 mod conformance;
+mod fuzz;
 mod interop;
 mod tools;
 
@@ -33,6 +38,10 @@ commands:
   interop [<filter>]...
                       run our client against real MCP servers (all tests, or
                       those whose names contain a filter) and print a table
+  bench [transport|codec|all] [--quick]
+                      run benchmarks (transport: ours vs rmcp vs raw hyper)
+  fuzz [<target>...] [--seconds N]
+                      run fuzz targets for N seconds each (default 60)
   setup               install what the CI steps need into the project cache
 ";
 
@@ -46,6 +55,8 @@ fn main() -> ExitCode {
         "ci" => ci::command(rest),
         "conformance" => conformance::command(rest),
         "interop" => interop::command(rest),
+        "bench" => bench::command(rest),
+        "fuzz" => fuzz::command(rest),
         "setup" => tools::setup(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

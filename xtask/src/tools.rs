@@ -122,6 +122,7 @@ pub(crate) fn setup() -> Result<(), String> {
     } else {
         println!("advisory database: none local; cargo-deny will fetch it");
     }
+    println!("cargo-fuzz: {}", crate::fuzz::install()?.display());
     for dir in crate::conformance::install_all()? {
         println!("conformance suite: {}", dir.display());
     }

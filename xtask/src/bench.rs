@@ -1,0 +1,40 @@
+//! `cargo xtask bench [transport|codec|all] [--quick]`: runs the benchmarks in `benches/`.
+//!
+//! - `transport`: our MCP client vs the rmcp 3.x client vs a raw hyper POST (the floor), c=1
+//!   and c=64, against an rmcp server in a separate process; the table is printed and written
+//!   to `<target>/bench-results/transport.md`. `--quick` runs one short round.
+//! - `codec`: criterion benchmarks of the JSON-RPC and SSE decoders.
+
+use crate::tools::{cargo, run};
+
+const BENCHES: &[&str] = &["transport", "codec"];
+
+pub(crate) fn command(args: &[String]) -> Result<(), String> {
+    let mut quick = false;
+    let mut names = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "all" => names.extend(BENCHES.iter().map(|s| s.to_string())),
+            name if BENCHES.contains(&name) => names.push(name.to_owned()),
+            other => {
+                return Err(format!(
+                    "unknown benchmark `{other}`; usage: bench [{}|all] [--quick]",
+                    BENCHES.join("|")
+                ));
+            }
+        }
+    }
+    if names.is_empty() {
+        names.push("transport".to_owned());
+    }
+    for name in names {
+        let mut cmd = cargo();
+        cmd.args(["bench", "--locked", "-p", "benches", "--bench", &name]);
+        if quick {
+            cmd.args(["--", "--quick"]);
+        }
+        run(&mut cmd)?;
+    }
+    Ok(())
+}
