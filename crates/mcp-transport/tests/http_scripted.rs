@@ -834,6 +834,51 @@ async fn standalone_get_405_is_not_retried() {
     .await;
 }
 
+/// Scripted server whose first session expires: the standalone GET stream gets `404`, the
+/// next call re-initializes, and the GET stream comes back on the new session instead of
+/// staying closed.
+#[tokio::test]
+async fn standalone_get_stream_reopens_after_the_session_is_renewed() {
+    bounded(async {
+        let server = ScriptedMcpServer::mcp()
+            .on("tools/call", |req, defaults| async move {
+                if req.session_id() == Some("session-1") {
+                    ScriptedResponse::status(404)
+                } else {
+                    defaults.respond(&req)
+                }
+            })
+            .on_get(|req, _defaults| async move {
+                if req.session_id() == Some("session-1") {
+                    ScriptedResponse::status(404)
+                } else {
+                    ScriptedResponse::sse([SseEvent::priming("g0").into(), SseStep::Hang])
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        let client = connect(&server).await;
+        server
+            .wait_for(|all| all.iter().any(|r| r.method == Method::GET))
+            .await;
+        client
+            .call_tool("echo", json!({"x": 1}), CallOptions::new())
+            .await
+            .unwrap();
+        let gets = server
+            .wait_for(|all| {
+                all.iter()
+                    .any(|r| r.method == Method::GET && r.session_id() == Some("session-2"))
+            })
+            .await;
+        let gets: Vec<_> = gets.iter().filter(|r| r.method == Method::GET).collect();
+        assert_eq!(gets[0].session_id(), Some("session-1"));
+        assert_eq!(gets.last().unwrap().session_id(), Some("session-2"));
+    })
+    .await;
+}
+
 /// Scripted server whose standalone stream opens and ends at once, every time: the client
 /// reopens it a bounded number of times, waiting between tries.
 #[tokio::test(start_paused = true)]

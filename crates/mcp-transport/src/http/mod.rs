@@ -121,6 +121,8 @@ struct Shared {
     get_stream_started: AtomicBool,
     closed: AtomicBool,
     shutdown: tokio::sync::Notify,
+    /// Signalled when a re-initialization starts a new session.
+    session_changed: tokio::sync::Notify,
 }
 
 /// MCP Streamable HTTP transport. See the [module docs](self).
@@ -205,6 +207,7 @@ impl HttpTransport {
                 get_stream_started: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 shutdown: tokio::sync::Notify::new(),
+                session_changed: tokio::sync::Notify::new(),
             }),
             get_task: Mutex::new(None),
         })
@@ -361,6 +364,9 @@ impl Shared {
         hints: Option<&RequestHints>,
         mcp_method: &str,
     ) -> Result<Posted, Error> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::closed("transport closed"));
+        }
         let mut replayed = false;
         loop {
             let (req, generation) =
@@ -609,6 +615,7 @@ impl Shared {
         let resp = self.send(req).await?;
         self.read_post_response(resp, None).await?;
         lock(&self.session).generation += 1;
+        self.session_changed.notify_waiters();
         Ok(())
     }
 
@@ -856,6 +863,7 @@ async fn get_stream(shared: &Shared) {
     let mut retry: Option<Duration> = None;
     let mut failures = 0;
     while failures <= shared.config.max_resumptions {
+        let generation = lock(&shared.session).generation;
         let body = match &last_event_id {
             Some(last) => shared.resume(last).await,
             None => match shared.build(Method::GET, Bytes::new(), None, None, true) {
@@ -869,6 +877,22 @@ async fn get_stream(shared: &Shared) {
         };
         let mut body = match body {
             Ok(b) => b,
+            Err(e)
+                if e.status() == Some(StatusCode::NOT_FOUND)
+                    && lock(&shared.session).id.is_some() =>
+            {
+                // The session expired: the next request re-initializes it; then start over.
+                tracing::debug!("standalone GET stream: session gone; waiting for a new one");
+                let changed = shared.session_changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if lock(&shared.session).generation == generation {
+                    changed.await;
+                }
+                last_event_id = None;
+                failures += 1;
+                continue;
+            }
             Err(e) if e.is_status() => {
                 tracing::debug!(error = %e, "server offers no standalone GET stream");
                 return;
