@@ -234,6 +234,14 @@ fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, Error> {
     let host = uri
         .host()
         .ok_or_else(|| Error::config(format!("URL `{}` has no host", redacted(&uri))))?;
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // Credentials in the URL would travel in logs (hyper-util traces the authority).
+        return Err(Error::config(format!(
+            "URL `{}` carries credentials (user:password@); authenticate with an auth layer \
+             (mcp-auth) instead",
+            redacted(&uri)
+        )));
+    }
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") => {
@@ -966,5 +974,7 @@ mod tests {
     fn redaction_drops_query_and_userinfo() {
         let uri: Uri = "https://user:pw@h.example/mcp?code=s3cr3t".parse().unwrap();
         assert_eq!(redacted(&uri), "https://h.example/mcp");
+        let err = check_url("https://user:pw@h.example/mcp", false).unwrap_err();
+        assert!(err.is_config() && !err.to_string().contains("pw"), "{err}");
     }
 }
