@@ -39,6 +39,7 @@
 //! | `rustls` | yes | HTTPS with rustls (ring provider), webpki or native roots, HTTP/2 via ALPN |
 
 mod client;
+pub mod config;
 mod error;
 pub mod http;
 pub mod jsonrpc;
@@ -50,6 +51,7 @@ pub mod types;
 pub use client::{
     CallOptions, ClientHandler, McpClient, McpClientBuilder, ProgressFn, ProtocolChoice, ServerInfo,
 };
+pub use config::TransportConfig;
 pub use error::{BoxError, Error};
 pub use http::{HttpTransport, HttpTransportConfig};
 pub use stdio::{StdioConfig, StdioTransport};

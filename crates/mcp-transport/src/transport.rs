@@ -99,31 +99,37 @@ pub trait Transport: Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, Result<(), Error>>;
 }
 
-impl<T: Transport + ?Sized> Transport for Arc<T> {
-    fn request<'a>(
-        &'a self,
-        request: Request,
-        hints: &'a RequestHints,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        (**self).request(request, hints)
-    }
-    fn notify<'a>(
-        &'a self,
-        notification: Notification,
-        hints: &'a RequestHints,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        (**self).notify(notification, hints)
-    }
-    fn respond(&self, message: Message) -> BoxFuture<'_, Result<(), Error>> {
-        (**self).respond(message)
-    }
-    fn set_inbound(&self, inbound: Inbound) {
-        (**self).set_inbound(inbound)
-    }
-    fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
-        (**self).close()
-    }
+macro_rules! forward_transport {
+    ($($ptr:ident),*) => {$(
+        impl<T: Transport + ?Sized> Transport for $ptr<T> {
+            fn request<'a>(
+                &'a self,
+                request: Request,
+                hints: &'a RequestHints,
+            ) -> BoxFuture<'a, Result<Response, Error>> {
+                (**self).request(request, hints)
+            }
+            fn notify<'a>(
+                &'a self,
+                notification: Notification,
+                hints: &'a RequestHints,
+            ) -> BoxFuture<'a, Result<(), Error>> {
+                (**self).notify(notification, hints)
+            }
+            fn respond(&self, message: Message) -> BoxFuture<'_, Result<(), Error>> {
+                (**self).respond(message)
+            }
+            fn set_inbound(&self, inbound: Inbound) {
+                (**self).set_inbound(inbound)
+            }
+            fn close(&self) -> BoxFuture<'_, Result<(), Error>> {
+                (**self).close()
+            }
+        }
+    )*};
 }
+
+forward_transport!(Arc, Box);
 
 #[cfg(test)]
 fn _object_safe(_: Box<dyn Transport>) {}

@@ -941,6 +941,45 @@ async fn server_ping_on_the_standalone_stream_is_answered() {
 // ---------------------------------------------------------------------------------------------
 // Timeouts and cancellation
 
+/// Scripted server that holds the response head of a call: the pool's `response_timeout`
+/// fails the call with `is_timeout()` even when the per-call timeout is longer.
+#[tokio::test(start_paused = true)]
+async fn response_head_timeout_fails_the_call() {
+    bounded(async {
+        let never = Gate::new();
+        let gate = never.clone();
+        let server = ScriptedMcpServer::mcp()
+            .on("tools/call", move |req, defaults| {
+                let held = defaults.respond(&req).after(&gate);
+                async move { held }
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut http = HttpConfig::default();
+        http.response_timeout = Duration::from_secs(2);
+        let pool = HttpClient::new(&http).unwrap();
+        let transport = HttpTransport::with_service(&server.url(), no_get_stream(), pool).unwrap();
+        let client = McpClient::builder()
+            .protocol(ProtocolChoice::Version(SESSION_VERSION.into()))
+            .connect(transport)
+            .await
+            .unwrap();
+        let err = client
+            .call_tool(
+                "echo",
+                json!({}),
+                CallOptions::new().timeout(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(err.to_string().contains("response head"), "{err}");
+        drop(never);
+    })
+    .await;
+}
+
 /// Scripted server that never answers a call (session protocol): the per-call timeout fails it
 /// with `is_timeout()`, and the client tells the server with `notifications/cancelled` carrying
 /// the request id.

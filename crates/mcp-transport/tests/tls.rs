@@ -162,3 +162,10 @@ async fn untrusted_certificate_is_a_connect_error() {
     let err = ping_over(&server, pool).await.unwrap_err();
     assert!(err.is_connect(), "{err:?}");
 }
+
+#[test]
+fn native_roots_load_from_the_system_store() {
+    let mut config = HttpConfig::default();
+    config.tls_roots = TlsRoots::Native;
+    HttpClient::new(&config).expect("the system CA store (ca-certificates) loads");
+}
