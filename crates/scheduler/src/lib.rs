@@ -4,8 +4,15 @@
 //!
 //! # Status
 //!
-//! The configuration model and `SchedulerService` land with the scheduler + CLI issues. Today
-//! the crate exposes only its [`Error`] type.
+//! The tool contract ([`domain`]) is here: the arguments and results of the Scheduler's tools
+//! with their validation, shared with `scheduler-server`. The configuration model and
+//! `SchedulerService` land with the scheduler + CLI issue.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `schema` | no | `schemars::JsonSchema` for the [`domain`] types (servers publishing tool schemas) |
 //!
 //! # Architecture invariants
 //!
@@ -22,6 +29,7 @@
 //! # let _ = exit_code;
 //! ```
 
+pub mod domain;
 mod error;
 
 pub use error::Error;
