@@ -57,6 +57,19 @@ fn no_get_stream() -> HttpTransportConfig {
     config
 }
 
+/// A session server whose `tools/call` answers are held until `gate` opens.
+async fn holding_calls(gate: &Gate) -> ScriptedMcpServer {
+    let gate = gate.clone();
+    ScriptedMcpServer::mcp()
+        .on("tools/call", move |req, defaults| {
+            let held = defaults.respond(&req).after(&gate);
+            async move { held }
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
 fn id_of(req: &RecordedRequest) -> Value {
     req.rpc_id().cloned().expect("request has a JSON-RPC id")
 }
@@ -947,15 +960,7 @@ async fn server_ping_on_the_standalone_stream_is_answered() {
 async fn response_head_timeout_fails_the_call() {
     bounded(async {
         let never = Gate::new();
-        let gate = never.clone();
-        let server = ScriptedMcpServer::mcp()
-            .on("tools/call", move |req, defaults| {
-                let held = defaults.respond(&req).after(&gate);
-                async move { held }
-            })
-            .start()
-            .await
-            .unwrap();
+        let server = holding_calls(&never).await;
         let mut http = HttpConfig::default();
         http.response_timeout = Duration::from_secs(2);
         let pool = HttpClient::new(&http).unwrap();
@@ -987,15 +992,7 @@ async fn response_head_timeout_fails_the_call() {
 async fn per_call_timeout_fails_and_posts_cancelled() {
     bounded(async {
         let never = Gate::new();
-        let gate = never.clone();
-        let server = ScriptedMcpServer::mcp()
-            .on("tools/call", move |req, defaults| {
-                let held = defaults.respond(&req).after(&gate);
-                async move { held }
-            })
-            .start()
-            .await
-            .unwrap();
+        let server = holding_calls(&never).await;
         let client = connect_with(&server, no_get_stream()).await;
         let err = client
             .call_tool(
@@ -1031,15 +1028,7 @@ async fn per_call_timeout_fails_and_posts_cancelled() {
 async fn dropping_a_call_posts_cancelled() {
     bounded(async {
         let never = Gate::new();
-        let gate = never.clone();
-        let server = ScriptedMcpServer::mcp()
-            .on("tools/call", move |req, defaults| {
-                let held = defaults.respond(&req).after(&gate);
-                async move { held }
-            })
-            .start()
-            .await
-            .unwrap();
+        let server = holding_calls(&never).await;
         let client = connect_with(&server, no_get_stream()).await;
         let call = tokio::spawn({
             let client = client.clone();
