@@ -23,6 +23,7 @@
 //! # let _ = is_startup_error;
 //! ```
 
+pub mod auth;
 mod error;
 
 pub use error::Error;
