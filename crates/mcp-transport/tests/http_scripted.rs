@@ -67,7 +67,7 @@ async fn holding_calls(gate: &Gate) -> ScriptedMcpServer {
         })
         .start()
         .await
-        .unwrap()
+        .expect("scripted server")
 }
 
 fn id_of(req: &RecordedRequest) -> Value {
