@@ -24,6 +24,12 @@
 //! ```
 
 pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod dispatcher;
 mod error;
+pub mod server;
+pub mod store;
+pub mod tools;
 
 pub use error::Error;

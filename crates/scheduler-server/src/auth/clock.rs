@@ -7,13 +7,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-/// Returns "now". The same type as the service's clock, so one clock drives everything.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The system's wall clock.
-pub fn system_clock() -> Clock {
-    Arc::new(Timestamp::now)
-}
+pub use crate::clock::{Clock, system_clock};
 
 /// A clock that only moves when told to (for tests and simulations).
 ///
