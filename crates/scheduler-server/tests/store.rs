@@ -1050,6 +1050,15 @@ async fn export_import_export_round_trips_without_secrets() {
     populate(&source).await;
     let backup = source.export(at(1000)).await.unwrap();
     assert_eq!(backup.format, BACKUP_FORMAT);
+    assert_eq!(
+        backup
+            .conversations
+            .iter()
+            .filter_map(|c| c.next_attempt_at)
+            .collect::<Vec<_>>(),
+        [at(90)],
+        "the pending retry carries its retry time"
+    );
     assert_eq!(backup.exported_at, at(1000));
     assert_eq!(backup.clients.len(), 2);
     assert_eq!(backup.conversations.len(), 11);
@@ -1081,9 +1090,13 @@ async fn export_import_export_round_trips_without_secrets() {
             .await
             .unwrap();
         assert!(!replay.created, "{kind}");
-        // The backup format carries no retry time: a conversation waiting for a retry is
-        // due again at its scheduled time after a restore (here 20, so at once).
-        assert_eq!(target.next_due().await.unwrap(), Some(at(20)), "{kind}");
+        // A pending retry keeps its retry time through the backup: the restored store is
+        // due exactly when the source was.
+        assert_eq!(
+            target.next_due().await.unwrap(),
+            source.next_due().await.unwrap(),
+            "{kind}"
+        );
         // A second import is refused.
         let again = target.import(&restored).await;
         assert!(

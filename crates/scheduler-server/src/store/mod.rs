@@ -65,6 +65,10 @@ pub struct Conversation {
     pub created_at: Timestamp,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// When a pending retry is due, if that differs from `scheduled_time` (the listed time
+    /// stays the one asked for). Kept in backups so a restore does not run retries early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 /// What [`Store::schedule`] did.

@@ -198,6 +198,7 @@ impl Store for SqliteStore {
                         lease_until: None,
                         created_at: now,
                         updated_at: now,
+                        next_attempt_at: None,
                     },
                     created: true,
                 }),

@@ -84,7 +84,7 @@ macro_rules! conversation_columns {
     () => {
         "id, status, topic, participants, scheduled_time, timezone, duration_minutes, \
          metadata, idempotency_key, fingerprint, owner, attempts, started_at, completed_at, \
-         last_error, lease_owner, lease_until, created_at, updated_at"
+         last_error, lease_owner, lease_until, created_at, updated_at, due_at"
     };
 }
 
@@ -109,6 +109,7 @@ struct RawConversation {
     lease_until: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    due_at: i64,
 }
 
 impl RawConversation {
@@ -133,6 +134,7 @@ impl RawConversation {
             lease_until: row.get(16)?,
             created_at: row.get(17)?,
             updated_at: row.get(18)?,
+            due_at: row.get(19)?,
         })
     }
 
@@ -156,6 +158,12 @@ impl RawConversation {
             lease_until: opt_timestamp(self.lease_until, "lease_until")?,
             created_at: timestamp(self.created_at, "created_at")?,
             updated_at: timestamp(self.updated_at, "updated_at")?,
+            // A pending retry is due at another time than the one listed.
+            next_attempt_at: if self.status == "scheduled" && self.due_at != self.scheduled_time {
+                Some(timestamp(self.due_at, "due_at")?)
+            } else {
+                None
+            },
             id: self.id,
             topic: self.topic,
             timezone: self.timezone,
@@ -755,7 +763,7 @@ pub(super) fn import(conn: &Connection, backup: &Backup) -> Result<(), StoreErro
              attempts, started_at, completed_at, last_error, lease_owner, lease_until, \
              due_at, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-             ?17, ?5, ?18, ?19)",
+             ?17, ?20, ?18, ?19)",
         )
         .ctx(OP)?;
     for c in &backup.conversations {
@@ -785,6 +793,7 @@ pub(super) fn import(conn: &Connection, backup: &Backup) -> Result<(), StoreErro
                 c.lease_until.map(millis),
                 millis(c.created_at),
                 millis(c.updated_at),
+                millis(c.next_attempt_at.unwrap_or(c.scheduled_time)),
             ])
             .map_err(|e| StoreError::Backend(context(&e.to_string())))?;
     }
