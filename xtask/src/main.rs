@@ -2,8 +2,9 @@
 //!
 //! Commands:
 //! - `ci [--keep-going]`: every check CI runs, as named steps, ending with a step table.
-//! - `conformance [--scenario <name>]...`: run the official MCP conformance suite against our
-//!   client, one scenario at a time, ending with a scenario table.
+//! - `conformance [--client | --server] [--scenario <name>]...`: run the official MCP
+//!   conformance suite against our client and against our server (started on loopback), one
+//!   scenario at a time, ending with a scenario table.
 //! - `interop [<filter>]...`: run our client against real MCP servers nobody in this project
 //!   wrote (Python SDK, server-everything, rmcp), one test at a time, ending with a table.
 //! - `bench [transport|codec|all] [--quick]`: run the benchmarks (transport: ours vs rmcp vs
@@ -32,9 +33,10 @@ usage: cargo xtask <command>
 
 commands:
   ci [--keep-going]   run every CI step and print a step table
-  conformance [--scenario <name>]...
-                      run the MCP conformance suite against our client (all
-                      scenarios, or the named ones) and print a scenario table
+  conformance [--client | --server] [--scenario <name>]...
+                      run the MCP conformance suite against our client and our
+                      server (all scenarios, or one side, or the named ones;
+                      `server:<name>` picks a server scenario) and print a table
   interop [<filter>]...
                       run our client against real MCP servers (all tests, or
                       those whose names contain a filter) and print a table
