@@ -12,7 +12,12 @@ use crate::tools::{cache_dir, cargo, probe, root, run};
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
 /// Every fuzz target (the `[[bin]]`s of `fuzz/Cargo.toml`).
-pub(crate) const TARGETS: &[&str] = &["sse_decoder", "jsonrpc_decode", "tool_schema_headers"];
+pub(crate) const TARGETS: &[&str] = &[
+    "sse_decoder",
+    "jsonrpc_decode",
+    "tool_schema_headers",
+    "tool_arguments",
+];
 
 /// Seconds per target in `cargo xtask ci`.
 const CI_SECONDS: u32 = 20;
