@@ -134,14 +134,22 @@ const SERVER_SCENARIOS: &[ServerScenario] = &[
     server(ALPHA, V2025, "dns-rebinding-protection"),
     // Spec 2026-07-28 (stateless: server/discover, per-request `_meta`, SEP-2243 headers).
     // SEP-2575 as a whole (`_meta` validation, version errors, removed methods -> 404, ...).
-    // `sep-2575-missing-capability-http-400` needs the fixture tool `test_missing_capability`
-    // (a tool that requires the client's `sampling` capability); the Scheduler's tools need no
-    // client capability. Its sibling check is in EXPECTED_FAILURES.
+    // Four checks exercise the suite's fixture tools, which the Scheduler does not have (the
+    // suite reports them "not testable"): `test_missing_capability` (a tool needing the
+    // client's `sampling` capability: the -32021 rejection and its HTTP 400),
+    // `test_streaming_elicitation` (no independent requests on a response stream) and
+    // `test_logging_tool` (no logs without `_meta.../logLevel`). Unknown tools are a -32602
+    // protocol error, as the spec says.
     server_except(
         ALPHA,
         V2026,
         "server-stateless",
-        &["sep-2575-missing-capability-http-400"],
+        &[
+            "sep-2575-missing-capability-http-400",
+            "sep-2575-server-rejects-undeclared-capability",
+            "sep-2575-http-server-no-independent-requests-on-stream",
+            "sep-2575-server-no-log-without-loglevel",
+        ],
     ),
     server(ALPHA, V2026, "tools-list"),
     server(ALPHA, V2026, "server-sse-multiple-streams"),
@@ -178,19 +186,7 @@ struct ExpectedFailure {
 
 /// Known server bugs the suite shows (reported, not fixed here). A listed check that stops
 /// failing fails the run, so the list cannot go stale.
-const EXPECTED_FAILURES: &[ExpectedFailure] = &[ExpectedFailure {
-    suite: ALPHA,
-    spec: V2026,
-    scenario: "server-stateless",
-    check: "sep-2575-server-rejects-undeclared-capability",
-    reason: "scheduler-server answers `tools/call` of an unknown tool name with a tool result \
-             (`isError: true`, text `no tool named ...`) where the spec (server/tools, error \
-             handling) prescribes a JSON-RPC protocol error (-32602); the suite calls its absent \
-             fixture tool `test_missing_capability` and reads the result as 'Server executed \
-             test_missing_capability although the client did not declare sampling'. Once fixed, \
-             this check still cannot pass here (it then reports the fixture tool as not \
-             testable): move it to the scenario's not-applicable checks",
-}];
+const EXPECTED_FAILURES: &[ExpectedFailure] = &[];
 
 /// Why a scenario that calls the suite's fixture tool `$tool` does not apply.
 macro_rules! fixture {

@@ -345,6 +345,13 @@ impl ServerHandler for SchedulerTools {
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<crate::auth::Claims>())
             .map(|claims| claims.subject.clone());
+        if !self.tools.iter().any(|t| t.name == request.name) {
+            // An unknown tool is a protocol error (-32602), not a tool result.
+            return Err(ErrorData::invalid_params(
+                format!("unknown tool {:?}", request.name.as_ref()),
+                None,
+            ));
+        }
         let args: Option<Map<String, Value>> = request.arguments;
         Ok(self
             .call(&request.name, args, caller.as_deref())
