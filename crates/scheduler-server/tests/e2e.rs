@@ -228,6 +228,15 @@ async fn bad_arguments_are_tool_errors_naming_the_field() {
         assert!(r.is_error);
         assert_eq!(structured(&r)["field"], field, "{}", r.text());
     }
+    let err = c
+        .call_tool("noSuchTool", json!({}), CallOptions::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.rpc_error().map(|e| e.code),
+        Some(-32602),
+        "unknown tool: {err:?}"
+    );
     let r = call(
         &c,
         "getConversationStatus",
