@@ -1,13 +1,18 @@
-//! `cargo xtask bench [transport|codec|all] [--quick]`: runs the benchmarks in `benches/`.
+//! `cargo xtask bench [transport|server|codec|all] [--quick]`: runs the benchmarks in `benches/`.
 //!
 //! - `transport`: our MCP client vs the rmcp 3.x client vs a raw hyper POST (the floor), c=1
 //!   and c=64, against an rmcp server in a separate process; the table is printed and written
 //!   to `<target>/bench-results/transport.md`. `--quick` runs one short round.
+//! - `server`: the Scheduler MCP service (`mcp-scheduler serve`, release, auth on) under 64
+//!   concurrent `scheduleConversation` callers, its dispatch lateness with 100,000 pending
+//!   conversations, and its peak RSS, against a minimal Python `mcp` server doing the same
+//!   inserts (the interop venv's Python); written to `<target>/bench-results/server.md`.
+//!   `--quick` runs short (10,000 pending).
 //! - `codec`: criterion benchmarks of the JSON-RPC and SSE decoders.
 
 use crate::tools::{cargo, run};
 
-const BENCHES: &[&str] = &["transport", "codec"];
+const BENCHES: &[&str] = &["transport", "server", "codec"];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut quick = false;
