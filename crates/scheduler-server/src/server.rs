@@ -131,7 +131,12 @@ fn router(
     auth: Option<AuthState>,
     wake: Arc<Notify>,
 ) -> (Router, CloseSessions) {
-    let tools = SchedulerTools::new(parts.store.clone(), parts.clock.clone(), wake);
+    let tools = SchedulerTools::new(
+        parts.store.clone(),
+        parts.clock.clone(),
+        wake,
+        Duration::from_millis(config.dispatcher.idle_poll_ms),
+    );
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(config.sessions)
         .with_json_response(!config.sessions);

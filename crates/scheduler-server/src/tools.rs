@@ -37,6 +37,9 @@ pub struct SchedulerTools {
     store: Arc<dyn Store>,
     clock: Clock,
     wake: Wake,
+    /// The dispatcher checks at least this often on its own; only conversations due sooner
+    /// need to wake it (waking it for every insert cost a claim per insert under load).
+    wake_horizon: std::time::Duration,
     tools: Arc<Vec<Tool>>,
 }
 
@@ -209,13 +212,28 @@ pub fn decode_args<T: DeserializeOwned>(args: Option<JsonObject>) -> Result<T, I
 }
 
 impl SchedulerTools {
-    /// Tools over `store`; `wake` is notified when something becomes due.
-    pub fn new(store: Arc<dyn Store>, clock: Clock, wake: Wake) -> Self {
+    /// Tools over `store`; `wake` is notified when a conversation becomes due within
+    /// `wake_horizon` (the dispatcher's longest sleep).
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        wake: Wake,
+        wake_horizon: std::time::Duration,
+    ) -> Self {
         Self {
             store,
             clock,
             wake,
+            wake_horizon,
             tools: Arc::new(tool_definitions()),
+        }
+    }
+
+    /// Wakes the dispatcher if `when` is due before it would look again on its own.
+    fn wake_if_due_soon(&self, when: Timestamp, now: Timestamp) {
+        let horizon = jiff::SignedDuration::try_from(self.wake_horizon).unwrap_or_default();
+        if when <= now.saturating_add(horizon).unwrap_or(now) {
+            self.wake.notify_one();
         }
     }
 
@@ -262,7 +280,7 @@ impl SchedulerTools {
         match self.store.schedule(id, &valid, caller, now).await {
             Ok(scheduled) => {
                 if scheduled.created {
-                    self.wake.notify_one();
+                    self.wake_if_due_soon(scheduled.conversation.scheduled_time, now);
                     tracing::info!(conversation = %scheduled.conversation.id, "conversation scheduled");
                 }
                 let c = &scheduled.conversation;
@@ -306,7 +324,7 @@ impl SchedulerTools {
             .await
         {
             Ok(c) => {
-                self.wake.notify_one();
+                self.wake_if_due_soon(when, (self.clock)());
                 ok(&details(&c))
             }
             Err(e) => store_error(e, Some(&r.conversation_id)),

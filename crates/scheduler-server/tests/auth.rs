@@ -1417,3 +1417,33 @@ async fn secrets_never_reach_debug_display_errors_or_logs() {
         assert!(!seen.contains(canary.as_str()), "secret in output: {seen}");
     }
 }
+
+/// The verification cache (a verified token skips the signature check on later uses) keeps
+/// every rule: expiry is checked on each use, and retiring the signing key refuses tokens
+/// verified before.
+#[tokio::test]
+async fn cached_verifications_still_expire_and_follow_key_retirement() {
+    let env = env().await;
+    let (client, _) = register(&env, &["scheduler"]).await;
+    let issued = env
+        .state
+        .issue_token(&client.id, &["scheduler".to_owned()])
+        .unwrap();
+    let token = issued.access_token.expose().to_owned();
+    let verifier = env.state.verifier();
+    assert!(verifier.verify(&token).is_ok());
+    assert!(verifier.verify(&token).is_ok(), "second use (cached)");
+    // Expiry is checked on every use, cached or not.
+    env.clock.advance(Duration::from_secs(3_600 + 61));
+    assert!(matches!(verifier.verify(&token), Err(TokenError::Expired)));
+    env.clock.set(t0());
+    assert!(verifier.verify(&token).is_ok());
+    // A new key set invalidates the cache: retiring the old key refuses its tokens.
+    let old_kid = env.state.signing_keys()[0].0.clone();
+    env.state.rotate_signing_key().await.unwrap();
+    assert!(env.state.retire_signing_key(&old_kid).await.unwrap());
+    assert!(
+        verifier.verify(&token).is_err(),
+        "token of a retired key still accepted"
+    );
+}

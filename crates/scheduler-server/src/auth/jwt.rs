@@ -2,8 +2,9 @@
 //! by hand) and verifying them with the algorithm pinned, plus RS256 tokens of a configured
 //! external issuer.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -257,7 +258,22 @@ struct VerifierInner {
     keys: SharedKeys,
     external: Option<Arc<ExternalIssuer>>,
     clock: Clock,
+    /// Tokens already verified against a key set: SHA-256 of the token → claims. A hit skips
+    /// the signature check (an ECDSA verification per request was a quarter of the server's
+    /// CPU); times are checked again on every use, and a new key set (rotation, retirement)
+    /// invalidates every entry.
+    verified: Mutex<VerifiedCache>,
 }
+
+/// Bounded cache of verified local tokens.
+#[derive(Default)]
+struct VerifiedCache {
+    keys: Option<Arc<KeySet>>,
+    entries: HashMap<[u8; 32], Claims>,
+}
+
+/// Most tokens kept in the verification cache.
+const VERIFIED_CACHE_CAP: usize = 4_096;
 
 enum Source<'a> {
     Local,
@@ -279,8 +295,59 @@ impl Verifier {
                 keys,
                 external,
                 clock,
+                verified: Mutex::new(VerifiedCache::default()),
             }),
         }
+    }
+
+    /// Claims of a token verified before against the current key set, if they are still
+    /// valid at `now` (same time rules as a full verification).
+    fn cached(&self, digest: &[u8; 32], keys: &Arc<KeySet>) -> Option<Result<Claims, TokenError>> {
+        let cache = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !cache.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
+            return None;
+        }
+        let claims = cache.entries.get(digest)?;
+        let now = (self.inner.clock)();
+        let leeway = jiff::SignedDuration::try_from(LEEWAY).unwrap_or_default();
+        if now
+            >= claims
+                .expires_at
+                .saturating_add(leeway)
+                .unwrap_or(claims.expires_at)
+        {
+            return Some(Err(TokenError::Expired));
+        }
+        let late = now.saturating_add(leeway).unwrap_or(now);
+        if claims.not_before.is_some_and(|t| t > late) || claims.issued_at.is_some_and(|t| t > late)
+        {
+            return Some(Err(TokenError::NotYetValid));
+        }
+        Some(Ok(claims.clone()))
+    }
+
+    fn remember(&self, digest: [u8; 32], keys: &Arc<KeySet>, claims: &Claims) {
+        let mut cache = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !cache.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, keys)) {
+            cache.entries.clear();
+            cache.keys = Some(keys.clone());
+        }
+        if cache.entries.len() >= VERIFIED_CACHE_CAP {
+            let now = (self.inner.clock)();
+            cache.entries.retain(|_, c| c.expires_at > now);
+            if cache.entries.len() >= VERIFIED_CACHE_CAP {
+                cache.entries.clear();
+            }
+        }
+        cache.entries.insert(digest, claims.clone());
     }
 
     /// Verifies `token` (the JWS compact serialization) and returns its claims.
@@ -289,6 +356,26 @@ impl Verifier {
     ///
     /// The first check that fails, as a [`TokenError`].
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        let keys = current_keys(&self.inner.keys);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(
+            ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref(),
+        );
+        if let Some(hit) = self.cached(&digest, &keys) {
+            return hit;
+        }
+        let claims = self.verify_signed(token)?;
+        if !claims.external {
+            self.remember(digest, &keys, &claims);
+        }
+        Ok(claims)
+    }
+
+    /// The full verification: header, signature, issuer, audience, times, claims.
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let inner = &*self.inner;
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLarge);

@@ -326,9 +326,10 @@ pub(super) fn list(conn: &Connection, query: &ListQuery) -> Result<Page, StoreEr
         args.push(SqlValue::Integer(*ms));
         args.push(SqlValue::Text(id.clone()));
     }
-    sql.push_str(" ORDER BY scheduled_time, id LIMIT ?");
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    args.push(SqlValue::Integer(i64::from(query.limit) + 1));
+    // A literal LIMIT (the largest page + 1): with a bound `LIMIT ?` SQLite re-prepares the
+    // statement on every step. The loop below stops after `limit + 1` rows.
+    sql.push_str(" ORDER BY scheduled_time, id LIMIT 501");
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX).min(500);
 
     let mut stmt = conn.prepare_cached(&sql).ctx(OP)?;
     let rows = stmt
@@ -428,13 +429,14 @@ pub(super) fn claim_due(
                  UNION ALL \
                  SELECT id, lease_until AS due FROM conversations INDEXED BY conversations_lease \
                      WHERE status = 'running' AND lease_until <= ?1 \
-                 ORDER BY due, id LIMIT ?2",
+                 ORDER BY due, id LIMIT 4096",
             )
             .ctx(OP)?;
-        let rows = stmt
-            .query_map(params![now_ms, limit], |row| row.get(0))
-            .ctx(OP)?;
-        rows.collect::<rusqlite::Result<_>>().ctx(OP)?
+        // A literal LIMIT: a bound one makes SQLite re-prepare the statement on every call.
+        let rows = stmt.query_map(params![now_ms], |row| row.get(0)).ctx(OP)?;
+        rows.take(usize::try_from(limit).unwrap_or(usize::MAX).min(4096))
+            .collect::<rusqlite::Result<_>>()
+            .ctx(OP)?
     };
     let lease_until = now_ms.saturating_add(lease_ms);
     let mut claimed = Vec::with_capacity(ids.len());
