@@ -39,6 +39,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use benches::{
+    cpu_time, median, percentile, release_binary, target_dir, ticks_per_sec, workspace_root,
+};
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
@@ -138,39 +141,9 @@ fn settings() -> Settings {
 // ---------------------------------------------------------------------------------------------
 // Locations and processes.
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
 /// The `mcp-scheduler` binary: `MCP_BENCH_SCHEDULER`, else built in release mode.
 fn scheduler_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MCP_BENCH_SCHEDULER") {
-        return PathBuf::from(path);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--release", "--quiet", "-p", "mcp-scheduler"])
-        .status()
-        .expect("run cargo to build mcp-scheduler");
-    assert!(status.success(), "building mcp-scheduler failed");
-    target_dir().join("release/mcp-scheduler")
+    release_binary("mcp-scheduler", "mcp-scheduler", "MCP_BENCH_SCHEDULER")
 }
 
 /// A Python with `mcp` installed: `MCP_BENCH_PYTHON`, else the interop venv, if present.
@@ -220,32 +193,11 @@ impl Proc {
     }
 }
 
-/// User + system CPU time of process `pid` (or `self`) so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: &str, ticks_per_sec: f64) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the `(comm)`; utime and stime are fields 14 and 15 of the whole line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / ticks_per_sec)
-}
-
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// Writes an `mcp-scheduler` config: loopback on a free port, the database, auth required
@@ -411,22 +363,6 @@ async fn connect(base: &str, token: Option<&str>, version: &str) -> (Arc<McpClie
 
 // ---------------------------------------------------------------------------------------------
 // 1. Schedule load.
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx] as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 #[derive(Default, Clone, Copy)]
 struct Sample {

@@ -31,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use benches::{cpu_time, median, percentile, release_binary, target_dir, ticks_per_sec};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http_body_util::{BodyExt, Full};
@@ -77,47 +78,9 @@ fn settings() -> Settings {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                workspace_root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| workspace_root().join("target"))
-}
-
 /// The rmcp server binary: `MCP_BENCH_SERVER`, else built in release mode.
 fn server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MCP_BENCH_SERVER") {
-        return PathBuf::from(path);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "interop",
-            "--bin",
-            "rmcp-echo-server",
-        ])
-        .status()
-        .expect("run cargo to build the rmcp server");
-    assert!(status.success(), "building rmcp-echo-server failed");
-    target_dir().join("release/rmcp-echo-server")
+    release_binary("interop", "rmcp-echo-server", "MCP_BENCH_SERVER")
 }
 
 /// The server process; killed on drop.
@@ -320,35 +283,6 @@ async fn connect(kind: Kind, url: &str) -> (Client, Option<HttpClient>) {
     }
 }
 
-/// User + system CPU time of this process.
-fn cpu_time(ticks_per_sec: f64) -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the `(comm)`; utime and stime are fields 14 and 15 of the whole line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / ticks_per_sec)
-}
-
-fn ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx] as f64 / 1_000.0
-}
-
 #[derive(Default, Clone, Copy)]
 struct Sample {
     c1_p50: f64,
@@ -372,10 +306,13 @@ async fn measure(client: &Arc<Client>, s: &Settings, tps: f64, next_id: &mut u64
     }
     let c1_elapsed = started.elapsed();
     lat.sort_unstable();
-    let (c1_p50, c1_p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    let (c1_p50, c1_p99) = (
+        percentile(&lat, 0.5) / 1_000.0,
+        percentile(&lat, 0.99) / 1_000.0,
+    );
     // c = 64
     let per_task = s.calls_c64 / s.concurrency;
-    let cpu0 = cpu_time(tps);
+    let cpu0 = cpu_time("self", tps);
     let started = Instant::now();
     let tasks: Vec<_> = (0..s.concurrency)
         .map(|t| {
@@ -397,7 +334,7 @@ async fn measure(client: &Arc<Client>, s: &Settings, tps: f64, next_id: &mut u64
         lat.extend(t.await.unwrap());
     }
     let cn_elapsed = started.elapsed();
-    let cpu = cpu_time(tps).saturating_sub(cpu0);
+    let cpu = cpu_time("self", tps).saturating_sub(cpu0);
     *next_id += (s.concurrency * per_task) as u64;
     lat.sort_unstable();
     let calls = (s.concurrency * per_task) as f64;
@@ -406,15 +343,10 @@ async fn measure(client: &Arc<Client>, s: &Settings, tps: f64, next_id: &mut u64
         c1_p99,
         c1_rate: s.calls_c1 as f64 / c1_elapsed.as_secs_f64(),
         cn_rate: calls / cn_elapsed.as_secs_f64(),
-        cn_p50: percentile(&lat, 0.5),
-        cn_p99: percentile(&lat, 0.99),
+        cn_p50: percentile(&lat, 0.5) / 1_000.0,
+        cn_p99: percentile(&lat, 0.99) / 1_000.0,
         cpu_per_call: cpu.as_secs_f64() * 1e6 / calls,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 struct Row {
