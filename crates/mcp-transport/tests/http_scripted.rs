@@ -892,6 +892,49 @@ async fn standalone_get_stream_reopens_after_the_session_is_renewed() {
     .await;
 }
 
+/// Scripted server that answers a call on the standalone GET stream instead of the call's own
+/// SSE stream (the conformance suite's sse-retry mock can do this when the GET arrives after
+/// the call): the client routes the response to the waiting call instead of dropping it.
+#[tokio::test]
+async fn a_response_on_the_standalone_stream_completes_the_waiting_call() {
+    bounded(async {
+        let call_arrived = Gate::new();
+        let opener = call_arrived.clone();
+        let waiter = call_arrived.clone();
+        let server = ScriptedMcpServer::mcp()
+            .on("tools/call", move |_req, _defaults| {
+                opener.open();
+                async { ScriptedResponse::sse([SseEvent::priming("p0").into(), SseStep::Hang]) }
+            })
+            .on_get(move |_req, _defaults| {
+                let waiter = waiter.clone();
+                async move {
+                    let result = json!({"content": [{"type": "text", "text": "via GET"}]});
+                    let response = json!({"jsonrpc": "2.0", "id": 1, "result": result});
+                    ScriptedResponse::sse([
+                        SseEvent::priming("g0").into(),
+                        SseStep::WaitFor(waiter),
+                        SseEvent::message(&response).id("g1").into(),
+                        SseStep::Hang,
+                    ])
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        let client = connect(&server).await;
+        server
+            .wait_for(|all| all.iter().any(|r| r.method == Method::GET))
+            .await;
+        let result = client
+            .call_tool("echo", json!({}), CallOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(result.text(), "via GET");
+    })
+    .await;
+}
+
 /// Scripted server whose standalone stream opens and ends at once, every time: the client
 /// reopens it a bounded number of times, waiting between tries.
 #[tokio::test(start_paused = true)]

@@ -20,6 +20,7 @@
 mod client;
 pub mod headers;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +31,7 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use tokio::sync::oneshot;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
@@ -123,6 +125,9 @@ struct Shared {
     shutdown: tokio::sync::Notify,
     /// Signalled when a re-initialization starts a new session.
     session_changed: tokio::sync::Notify,
+    /// Requests waiting on an SSE stream: a response that arrives on another stream (the
+    /// standalone GET stream, another response stream) is handed to its waiter.
+    waiting: Mutex<HashMap<RequestId, oneshot::Sender<Result<Response, Error>>>>,
 }
 
 /// MCP Streamable HTTP transport. See the [module docs](self).
@@ -208,6 +213,7 @@ impl HttpTransport {
                 closed: AtomicBool::new(false),
                 shutdown: tokio::sync::Notify::new(),
                 session_changed: tokio::sync::Notify::new(),
+                waiting: Mutex::new(HashMap::new()),
             }),
             get_task: Mutex::new(None),
         })
@@ -280,6 +286,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Where a response that arrives on another stream is delivered.
+type Waiter = oneshot::Receiver<Result<Response, Error>>;
+
+/// Removes a request from the waiting list when its reader finishes.
+struct Unregister<'a> {
+    waiting: &'a Mutex<HashMap<RequestId, oneshot::Sender<Result<Response, Error>>>>,
+    id: &'a RequestId,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        lock(self.waiting).remove(self.id);
+    }
+}
+
 /// What a POST produced.
 enum Posted {
     /// The response to the request.
@@ -290,6 +311,26 @@ enum Posted {
 
 impl Shared {
     fn inbound(&self, message: Message) {
+        // A response for a request waiting on another stream goes to that request.
+        let message = match message {
+            Message::Response(r) => match lock(&self.waiting).remove(&r.id) {
+                Some(waiter) => {
+                    let _ = waiter.send(Ok(r));
+                    return;
+                }
+                None => Message::Response(r),
+            },
+            Message::Error(e) => {
+                match e.id.as_ref().and_then(|id| lock(&self.waiting).remove(id)) {
+                    Some(waiter) => {
+                        let _ = waiter.send(Err(Error::rpc(e.error)));
+                        return;
+                    }
+                    None => Message::Error(e),
+                }
+            }
+            other => other,
+        };
         match self.inbound.get() {
             Some(deliver) => deliver(message),
             None => tracing::debug!("dropping a server message: no inbound handler set"),
@@ -375,12 +416,30 @@ impl Shared {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::closed("transport closed"));
         }
+        // Register before sending: the answer may come on another stream, even before this
+        // POST's own response head.
+        let mut elsewhere = None;
+        let _unregister = expect.map(|id| {
+            let (tx, rx) = oneshot::channel();
+            lock(&self.waiting).insert(id.clone(), tx);
+            elsewhere = Some(rx);
+            Unregister {
+                waiting: &self.waiting,
+                id,
+            }
+        });
         let mut replayed = false;
         loop {
             let (req, generation) =
                 self.build(Method::POST, body.clone(), hints, Some(mcp_method), true)?;
             let had_session = req.headers().contains_key(SESSION_ID);
-            let resp = self.send(req).await?;
+            let resp = match elsewhere.as_mut() {
+                Some(rx) => tokio::select! {
+                    resp = self.send(req) => resp?,
+                    Ok(answer) = rx => return answer.map(Posted::Response),
+                },
+                None => self.send(req).await?,
+            };
             let status = resp.status();
             if status == StatusCode::NOT_FOUND && had_session && !replayed {
                 // The session is gone: start a new one, then replay this message once.
@@ -390,14 +449,19 @@ impl Shared {
                 replayed = true;
                 continue;
             }
-            return self.read_post_response(resp, expect).await;
+            return self
+                .read_post_response(resp, expect, elsewhere.as_mut())
+                .await;
         }
     }
 
+    /// Interprets a POST's answer. `elsewhere` receives the response if it arrives on
+    /// another stream while this one is read.
     async fn read_post_response(
         &self,
         resp: HttpResponse,
         expect: Option<&RequestId>,
+        elsewhere: Option<&mut Waiter>,
     ) -> Result<Posted, Error> {
         let status = resp.status();
         if status == StatusCode::ACCEPTED {
@@ -417,7 +481,10 @@ impl Shared {
             return Ok(Posted::Accepted);
         };
         if is_sse(&resp) {
-            return self.read_sse_response(resp, id).await.map(Posted::Response);
+            return self
+                .read_sse_response(resp, id, elsewhere)
+                .await
+                .map(Posted::Response);
         }
         let bytes = read_body(
             resp.into_body(),
@@ -464,12 +531,20 @@ impl Shared {
         &self,
         resp: HttpResponse,
         id: &RequestId,
+        mut elsewhere: Option<&mut Waiter>,
     ) -> Result<Response, Error> {
         let mut body = resp.into_body();
         let mut decoder = Decoder::new(self.config.max_response_bytes);
         let mut resumptions = 0;
         loop {
-            let outcome = self.pump(&mut body, &mut decoder, Some(id)).await;
+            let outcome = match elsewhere.as_deref_mut() {
+                Some(rx) => tokio::select! {
+                    outcome = self.pump(&mut body, &mut decoder, Some(id)) => outcome,
+                    // The response came on another stream (servers may answer on a GET stream).
+                    Ok(response) = rx => return response,
+                },
+                None => self.pump(&mut body, &mut decoder, Some(id)).await,
+            };
             match outcome {
                 Pumped::Response(r) => {
                     finish(body, self.config.stream_end_grace, self.config.read_timeout).await;
@@ -604,7 +679,7 @@ impl Shared {
         req.headers_mut().remove(PROTOCOL_VERSION);
         let resp = self.send(req).await?;
         self.take_session(&resp);
-        match self.read_post_response(resp, Some(&id)).await? {
+        match self.read_post_response(resp, Some(&id), None).await? {
             Posted::Response(r) => self.take_version(&r),
             Posted::Accepted => {}
         }
@@ -621,7 +696,7 @@ impl Shared {
             true,
         )?;
         let resp = self.send(req).await?;
-        self.read_post_response(resp, None).await?;
+        self.read_post_response(resp, None, None).await?;
         lock(&self.session).generation += 1;
         self.session_changed.notify_waiters();
         Ok(())
@@ -763,7 +838,7 @@ impl Transport for HttpTransport {
                 self.shared.take_session(&resp);
                 let posted = self
                     .shared
-                    .read_post_response(resp, Some(&request.id))
+                    .read_post_response(resp, Some(&request.id), None)
                     .await?;
                 let Posted::Response(r) = posted else {
                     return Err(Error::protocol("initialize answered with 202"));
