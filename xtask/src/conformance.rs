@@ -512,14 +512,7 @@ fn install(version: &str) -> Result<PathBuf, String> {
         "installing {PACKAGE}@{version} and {NODE} into {}",
         dir.display()
     );
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    // Without its own package.json, npm would install into a parent folder that has one.
-    if !dir.join("package.json").exists() {
-        run(Command::new("npm")
-            .current_dir(&dir)
-            .args(["init", "-y"])
-            .stdout(Stdio::null()))?;
-    }
+    crate::tools::npm_folder(&dir)?;
     run(Command::new("npm").current_dir(&dir).args([
         "install",
         "--no-audit",

@@ -153,14 +153,7 @@ fn install_everything() -> Result<(PathBuf, PathBuf), String> {
             },
             dir.display()
         );
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        // Without its own package.json, npm would install into a parent folder that has one.
-        if !dir.join("package.json").exists() {
-            run(Command::new("npm")
-                .current_dir(&dir)
-                .args(["init", "-y"])
-                .stdout(Stdio::null()))?;
-        }
+        crate::tools::npm_folder(&dir)?;
         let mut npm = Command::new("npm");
         npm.current_dir(&dir).args([
             "install",

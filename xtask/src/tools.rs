@@ -131,3 +131,16 @@ pub(crate) fn setup() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Creates `dir` as an npm project folder (its own `package.json`), so `npm install` there
+/// does not install into a parent folder that has one.
+pub(crate) fn npm_folder(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    if !dir.join("package.json").exists() {
+        run(Command::new("npm")
+            .current_dir(dir)
+            .args(["init", "-y"])
+            .stdout(std::process::Stdio::null()))?;
+    }
+    Ok(())
+}
