@@ -33,14 +33,14 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use benches::{
-    cpu_time, median, percentile, release_binary, target_dir, ticks_per_sec, workspace_root,
+    cpu_time, listening_url, median, percentile, release_binary, target_dir, ticks_per_sec,
+    workspace_root,
 };
 use bytes::Bytes;
 use http::HeaderValue;
@@ -288,20 +288,10 @@ fn start_python(python: &Path, dir: &Path) -> Proc {
         url: String::new(),
     };
     let stdout = proc.child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the Python baseline printed its address within 60 s");
-    proc.url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|u| u.strip_suffix("/mcp"))
-        .unwrap_or_else(|| panic!("unexpected first line from the Python baseline: {line:?}"))
+    let url = listening_url(stdout, Duration::from_secs(60), "the Python baseline");
+    proc.url = url
+        .strip_suffix("/mcp")
+        .unwrap_or_else(|| panic!("the Python baseline's URL does not end in /mcp: {url:?}"))
         .to_owned();
     proc
 }

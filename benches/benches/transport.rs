@@ -25,13 +25,14 @@
 #![allow(clippy::print_stdout, reason = "a benchmark harness reports on stdout")]
 #![allow(clippy::unwrap_used, reason = "a benchmark harness fails loudly")]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use benches::{cpu_time, median, percentile, release_binary, target_dir, ticks_per_sec};
+use benches::{
+    cpu_time, listening_url, median, percentile, release_binary, target_dir, ticks_per_sec,
+};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use http_body_util::{BodyExt, Full};
@@ -101,20 +102,7 @@ impl Server {
             .spawn()
             .expect("start rmcp-echo-server");
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server printed its address within 30 s");
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("readiness line")
-            .to_owned();
+        let url = listening_url(stdout, Duration::from_secs(30), "rmcp-echo-server");
         Server { child, url }
     }
 }

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, reason = "benchmark support fails loudly")]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -87,4 +88,22 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Waits (at most `timeout`) for a child's first stdout line `listening on <url>` and
+/// returns `<url>`; panics naming `who` otherwise.
+pub fn listening_url(stdout: impl Read + Send + 'static, timeout: Duration, who: &str) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("{who} printed no address within {timeout:?}"));
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line from {who}: {line:?}"))
+        .to_owned()
 }
