@@ -32,6 +32,8 @@ pub(crate) enum Kind {
     Discovery,
     InsufficientScope,
     Config,
+    ChallengeRequired,
+    Unreachable,
 }
 
 #[allow(
@@ -87,6 +89,19 @@ impl Error {
         matches!(self.inner.kind, Kind::InsufficientScope)
     }
 
+    /// Returns true if the source cannot get a token before the resource server has answered
+    /// with a `WWW-Authenticate` challenge (discovery starts from the challenge). The auth
+    /// layer then sends the request without a token and retries with the challenge.
+    pub fn is_challenge_required(&self) -> bool {
+        matches!(self.inner.kind, Kind::ChallengeRequired)
+    }
+
+    /// Returns true if an authorization server or metadata endpoint could not be reached
+    /// (connection, TLS or timeout); see `source()` for the cause.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self.inner.kind, Kind::Unreachable)
+    }
+
     /// Returns true if the auth configuration is invalid.
     pub fn is_config(&self) -> bool {
         matches!(self.inner.kind, Kind::Config)
@@ -116,6 +131,10 @@ impl fmt::Display for Error {
             Kind::Discovery => "authorization server discovery failed",
             Kind::InsufficientScope => "server requires a scope the client could not obtain",
             Kind::Config => "invalid auth configuration",
+            Kind::ChallengeRequired => {
+                "token source needs the resource server's WWW-Authenticate challenge first"
+            }
+            Kind::Unreachable => "authorization server unreachable",
         })?;
         if let Some(context) = &self.inner.context {
             write!(f, ": {context}")?;

@@ -29,6 +29,12 @@
 //! # let _ = explain;
 //! ```
 
+mod challenge;
 mod error;
+mod secret;
+mod token;
 
+pub use challenge::Challenge;
 pub use error::Error;
+pub use secret::Secret;
+pub use token::{AccessToken, BoxFuture, TokenRequest, TokenSource};
