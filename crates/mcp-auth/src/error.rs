@@ -34,6 +34,7 @@ pub(crate) enum Kind {
     Config,
     ChallengeRequired,
     Unreachable,
+    Other,
 }
 
 #[allow(
@@ -60,6 +61,21 @@ impl Error {
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(source.into());
         self
+    }
+}
+
+/// Constructors for [`TokenSource`](crate::TokenSource) implementations outside this crate.
+impl Error {
+    /// A source's own failure (for example a secret store or a custom identity provider that
+    /// failed). All `is_*()` predicates are false; `source()` returns `err`.
+    pub fn other(err: impl Into<BoxError>) -> Self {
+        Self::new(Kind::Other).with_source(err)
+    }
+
+    /// The failure [`is_challenge_required`](Self::is_challenge_required) reports: the source
+    /// cannot get a token until the resource server has sent its `WWW-Authenticate` challenge.
+    pub fn challenge_required() -> Self {
+        Self::new(Kind::ChallengeRequired)
     }
 }
 
@@ -135,6 +151,7 @@ impl fmt::Display for Error {
                 "token source needs the resource server's WWW-Authenticate challenge first"
             }
             Kind::Unreachable => "authorization server unreachable",
+            Kind::Other => "token source failed",
         })?;
         if let Some(context) = &self.inner.context {
             write!(f, ": {context}")?;

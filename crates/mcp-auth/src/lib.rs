@@ -31,10 +31,12 @@
 
 mod challenge;
 mod error;
+mod layer;
 mod secret;
 mod token;
 
 pub use challenge::Challenge;
 pub use error::Error;
+pub use layer::{AuthLayer, AuthService};
 pub use secret::Secret;
 pub use token::{AccessToken, BoxFuture, TokenRequest, TokenSource};
