@@ -45,6 +45,11 @@
 //! - An idempotency key is checked in the same store transaction that creates the record, so a
 //!   retried create can never schedule twice.
 //! - Time is passed into the store; nothing in the store reads the clock.
+//! - Times are kept to the millisecond. Sub-millisecond digits of a `scheduledTime` (or a
+//!   `from`/`to` filter) are dropped when the arguments are validated
+//!   ([`scheduler::domain::parse_time`]), so the insert, the idempotency-key comparison and
+//!   the result see one value: `2030-01-01T10:00:00.123456789+02:00` is stored and returned
+//!   as `2030-01-01T08:00:00.123Z`, and a retry with either spelling replays the original.
 //! - API keys and tokens never reach logs, errors or Debug output.
 
 pub mod auth;

@@ -5,6 +5,14 @@
 //! This module is the only code the server shares with the client (it pulls no client
 //! stack): the server validates with it before storing, the client before sending.
 //!
+//! # Time precision
+//!
+//! Times are kept to the millisecond. [`parse_time`] (and so every `validate`) drops
+//! sub-millisecond digits (`…:00.123456789Z` becomes `…:00.123Z`), so every
+//! path sees the same value: what is stored, what the idempotency comparison uses
+//! ([`ValidSchedule::fingerprint`]) and what the tools return. A retry that sends the
+//! original digits and one that sends the returned, truncated time are the same request.
+//!
 //! ```
 //! use scheduler::domain::ScheduleConversation;
 //!
@@ -164,7 +172,9 @@ pub struct ScheduleConversation {
     pub topic: String,
     /// Who takes part (1 to 100 non-empty entries, e.g. e-mail addresses).
     pub participants: Vec<String>,
-    /// When it starts: RFC 3339 with a UTC offset, e.g. `2026-12-01T09:30:00+01:00`.
+    /// When it starts: RFC 3339 with a UTC offset, e.g. `2026-12-01T09:30:00+01:00`. Kept to
+    /// the millisecond: finer digits are dropped (truncated), and the result shows the time
+    /// in UTC.
     pub scheduled_time: String,
     /// IANA time zone the participants think in (e.g. `Europe/Paris`), kept for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,7 +198,7 @@ pub struct ValidSchedule {
     pub topic: String,
     /// Trimmed participants.
     pub participants: Vec<String>,
-    /// Start, in UTC.
+    /// Start, in UTC, truncated to the millisecond.
     pub scheduled_time: Timestamp,
     /// IANA time zone, if given (validated).
     pub timezone: Option<String>,
@@ -216,9 +226,16 @@ impl ValidSchedule {
     }
 }
 
-/// Parses an RFC 3339 timestamp that carries a UTC offset.
+/// Parses an RFC 3339 timestamp that carries a UTC offset, truncated to the millisecond
+/// (the precision times are kept at; see [the module docs](self#time-precision)).
+///
+/// ```
+/// let t = scheduler::domain::parse_time("scheduledTime", "2030-01-01T10:00:00.123456789+02:00")
+///     .expect("valid");
+/// assert_eq!(t.to_string(), "2030-01-01T08:00:00.123Z");
+/// ```
 pub fn parse_time(field: &str, value: &str) -> Result<Timestamp, InvalidArgument> {
-    value.parse::<Timestamp>().map_err(|_| {
+    let parsed = value.parse::<Timestamp>().map_err(|_| {
         InvalidArgument::new(
             field,
             format!(
@@ -226,7 +243,18 @@ pub fn parse_time(field: &str, value: &str) -> Result<Timestamp, InvalidArgument
                  (e.g. 2026-12-01T09:30:00+01:00 or 2026-12-01T08:30:00Z)"
             ),
         )
-    })
+    })?;
+    Ok(to_millisecond(parsed))
+}
+
+/// `t` with its sub-millisecond digits dropped (rounded down, also before 1970).
+fn to_millisecond(t: Timestamp) -> Timestamp {
+    let ms = t.as_millisecond(); // rounds toward zero
+    match Timestamp::from_millisecond(ms) {
+        Ok(toward_zero) if toward_zero > t => Timestamp::from_millisecond(ms - 1).unwrap_or(t),
+        Ok(toward_zero) => toward_zero,
+        Err(_) => t,
+    }
 }
 
 impl ScheduleConversation {
@@ -365,7 +393,8 @@ pub struct ConversationRef {
 pub struct RescheduleConversation {
     /// The conversation's id.
     pub conversation_id: String,
-    /// The new start: RFC 3339 with a UTC offset.
+    /// The new start: RFC 3339 with a UTC offset. Kept to the millisecond: finer digits are
+    /// dropped (truncated), and the result shows the time in UTC.
     pub scheduled_time: String,
 }
 
@@ -570,6 +599,34 @@ mod tests {
             .unwrap()
             .fingerprint();
         assert_ne!(fa, fc);
+    }
+
+    #[test]
+    fn sub_millisecond_digits_are_truncated_everywhere() {
+        let fine = with(
+            "scheduledTime",
+            json!("2030-01-01T10:00:00.123456789+02:00"),
+        )
+        .validate()
+        .unwrap();
+        assert_eq!(fine.scheduled_time.to_string(), "2030-01-01T08:00:00.123Z");
+        assert_eq!(fine.scheduled_time.subsec_nanosecond(), 123_000_000);
+        // The retry that sends back the returned (truncated) time is the same request.
+        let coarse = with("scheduledTime", json!("2030-01-01T08:00:00.123Z"))
+            .validate()
+            .unwrap();
+        assert_eq!(fine.fingerprint(), coarse.fingerprint());
+        assert!(fine.fingerprint().contains("2030-01-01T08:00:00.123Z"));
+        // Before the epoch too: the digits are dropped (rounded down).
+        let old = parse_time("from", "1969-12-31T23:59:59.9999Z").unwrap();
+        assert_eq!(old.to_string(), "1969-12-31T23:59:59.999Z");
+        let list = ListConversations {
+            from: Some("2030-01-01T00:00:00.0009Z".into()),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(list.from.unwrap().to_string(), "2030-01-01T00:00:00Z");
     }
 
     #[test]
