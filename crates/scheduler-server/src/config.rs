@@ -58,6 +58,12 @@ pub struct AuthSettings {
     pub token_ttl_secs: u64,
     /// Scopes clients can be granted. Default `["scheduler"]`.
     pub scopes: Vec<String>,
+    /// Scopes a token must carry, every one of them, to use `/mcp` (e.g. `["scheduler"]`).
+    /// Default `[]`: none, any valid token is enough. A valid token without them is answered
+    /// `403` with `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`; they are
+    /// added to `scopes` and published in the protected-resource metadata. A token's scopes
+    /// are its `scope` and `scp` claims and, for the external issuer, its `roles`.
+    pub required_scopes: Vec<String>,
     /// Accept an `http://` public URL on a non-loopback host (tokens would travel
     /// unencrypted; only behind a TLS-terminating proxy on a private network). Default false.
     pub allow_insecure_http: bool,
@@ -69,6 +75,7 @@ impl Default for AuthSettings {
             required: true,
             token_ttl_secs: 3_600,
             scopes: vec!["scheduler".to_owned()],
+            required_scopes: Vec::new(),
             allow_insecure_http: false,
         }
     }
@@ -193,6 +200,14 @@ mod tests {
             .apply_env(|k| (k == "SCHEDULER_BIND").then(|| "nope".into()))
             .unwrap_err();
         assert!(err.to_string().contains("SCHEDULER_BIND"));
+    }
+
+    #[test]
+    fn required_scopes_default_to_none() {
+        assert!(ServerConfig::default().auth.required_scopes.is_empty());
+        let c = ServerConfig::from_json(r#"{"auth": {"required_scopes": ["scheduler"]}}"#).unwrap();
+        assert_eq!(c.auth.required_scopes, vec!["scheduler".to_owned()]);
+        assert_eq!(c.auth.scopes, vec!["scheduler".to_owned()]);
     }
 
     #[test]

@@ -262,6 +262,7 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
         let auth_config = AuthConfig::new(&url, format!("{url}/mcp"))
             .with_token_ttl(Duration::from_secs(config.auth.token_ttl_secs))
             .with_scopes(config.auth.scopes.clone())
+            .with_required_scopes(config.auth.required_scopes.clone())
             .with_allow_insecure_http(config.auth.allow_insecure_http);
         Some(
             AuthState::new(parts.store.clone(), auth_config, parts.clock.clone())

@@ -1117,6 +1117,170 @@ async fn the_middleware_challenges_missing_and_invalid_tokens() {
     );
 }
 
+// ---- required scopes --------------------------------------------------------------------
+
+fn no_token() -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/mcp")
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_without_a_required_scope_gets_403_insufficient_scope() {
+    let env = env_with(
+        config()
+            .with_scopes(["conversations:read"])
+            .with_required_scopes(["mcp:use"]),
+    )
+    .await;
+
+    // The metadata lists the required scope (added to the configured list) ...
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let reply = get_json(&env.app, path).await;
+        assert_eq!(
+            reply.json["scopes_supported"],
+            json!(["conversations:read", "mcp:use"]),
+            "{path}"
+        );
+    }
+    // ... and the 401 challenge names it (not the whole supported list).
+    let reply = send(&env.app, no_token()).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.header(WWW_AUTHENTICATE),
+        format!(r#"Bearer scope="mcp:use", resource_metadata="{METADATA_URL}""#)
+    );
+
+    // A client registered without it gets a token, which /mcp refuses with 403.
+    let (client, key) = register(&env, &["conversations:read"]).await;
+    let token = get_token(&env, &client.id, key.expose()).await;
+    let reply = send(&env.app, bearer(&token)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(
+        reply.header(WWW_AUTHENTICATE),
+        format!(
+            r#"Bearer error="insufficient_scope", scope="mcp:use", resource_metadata="{METADATA_URL}", error_description="the token lacks the required scope mcp:use""#
+        )
+    );
+    assert_eq!(reply.error(), "insufficient_scope");
+
+    // A client registered with it is granted it (by default and on request) and admitted.
+    let (client, key) = register(&env, &["mcp:use", "conversations:read"]).await;
+    let reply = send(&env.app, basic_request(&client.id, key.expose(), "")).await;
+    assert_eq!(reply.json["scope"], "mcp:use conversations:read");
+    let token = reply.json["access_token"].as_str().unwrap();
+    let reply = send(&env.app, bearer(token)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        reply.text,
+        format!("{} mcp:use,conversations:read", client.id)
+    );
+    let reply = send(
+        &env.app,
+        basic_request(&client.id, key.expose(), "&scope=mcp:use"),
+    )
+    .await;
+    assert_eq!(reply.json["scope"], "mcp:use");
+    let token = reply.json["access_token"].as_str().unwrap();
+    assert_eq!(send(&env.app, bearer(token)).await.status, StatusCode::OK);
+    // Asking for a narrower token without it: valid, but not enough for /mcp.
+    let reply = send(
+        &env.app,
+        basic_request(&client.id, key.expose(), "&scope=conversations:read"),
+    )
+    .await;
+    let token = reply.json["access_token"].as_str().unwrap();
+    assert_eq!(
+        send(&env.app, bearer(token)).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn every_required_scope_is_needed_and_none_by_default() {
+    // Without scopes_supported, the required scopes alone are published.
+    let strict = env_with(config().with_required_scopes(["a", "b", "a"])).await;
+    let reply = get_json(&strict.app, "/.well-known/oauth-protected-resource").await;
+    assert_eq!(reply.json["scopes_supported"], json!(["a", "b"]));
+    let only_a = strict
+        .state
+        .issue_token("sch_x", &["a".to_owned()])
+        .unwrap();
+    let reply = send(&strict.app, bearer(only_a.access_token.expose())).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let challenge = reply.header(WWW_AUTHENTICATE);
+    assert!(challenge.contains(r#"scope="a b""#), "{challenge}");
+    assert!(
+        challenge.contains(r#"error_description="the token lacks the required scope b""#),
+        "{challenge}"
+    );
+    let both = ["b".to_owned(), "c".to_owned(), "a".to_owned()];
+    let token = strict.state.issue_token("sch_x", &both).unwrap();
+    let reply = send(&strict.app, bearer(token.access_token.expose())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // The default: nothing required, a token without scopes is admitted, no scope challenged.
+    let env = env().await;
+    let bare = env.state.issue_token("sch_x", &[]).unwrap();
+    let reply = send(&env.app, bearer(bare.access_token.expose())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = send(&env.app, no_token()).await;
+    assert!(!reply.header(WWW_AUTHENTICATE).contains("scope="));
+
+    // A malformed required scope is a configuration error naming the setting.
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let err = AuthState::new(
+        store,
+        config().with_required_scopes(["two words"]),
+        ManualClock::new(t0()).clock(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("auth.required_scopes"), "{err}");
+}
+
+#[tokio::test]
+async fn external_tokens_satisfy_required_scopes_with_scp_or_roles() {
+    let key = rsa_key();
+    let env = env_with(
+        config()
+            .with_required_scopes(["Scheduler.Use"])
+            .with_external(ExternalIssuerConfig::new(
+                ENTRA_ISSUER,
+                ENTRA_AUDIENCE,
+                rsa_jwks(&key, "entra-1"),
+            )),
+    )
+    .await;
+    let now = t0().as_second();
+    let base = json!({
+        "iss": ENTRA_ISSUER, "aud": ENTRA_AUDIENCE, "sub": "mi-object-id",
+        "iat": now, "nbf": now, "exp": now + 3600,
+    });
+    let with = |name: &str, value: Value| {
+        let mut payload = base.clone();
+        payload[name] = value;
+        rs256(&key, "entra-1", &payload)
+    };
+    for (token, status) in [
+        (with("roles", json!(["Scheduler.Use"])), StatusCode::OK),
+        (
+            with("scp", json!("User.Read Scheduler.Use")),
+            StatusCode::OK,
+        ),
+        (with("roles", json!(["Other"])), StatusCode::FORBIDDEN),
+        (rs256(&key, "entra-1", &base), StatusCode::FORBIDDEN),
+    ] {
+        let reply = send(&env.app, bearer(&token)).await;
+        assert_eq!(reply.status, status, "{}", reply.text);
+    }
+}
+
 // ---- external issuer --------------------------------------------------------------------
 
 /// A 2048-bit RSA key in PKCS#8 DER (base64), generated for this test only with

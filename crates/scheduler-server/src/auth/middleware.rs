@@ -1,5 +1,6 @@
-//! The bearer-token check in front of protected routes (`/mcp`): RFC 6750 header parsing and
-//! `WWW-Authenticate` challenges that point at the RFC 9728 resource metadata.
+//! The bearer-token check in front of protected routes (`/mcp`): RFC 6750 header parsing, the
+//! required-scope check, and `WWW-Authenticate` challenges that point at the RFC 9728
+//! resource metadata.
 
 use axum::Json;
 use axum::extract::{Request, State};
@@ -12,14 +13,21 @@ use serde_json::json;
 use super::jwt::TokenError;
 use super::state::AuthState;
 
-/// Middleware that admits only requests with a valid bearer token and puts its verified
+/// Middleware that admits only requests with a valid bearer token carrying every
+/// [required scope](super::AuthConfig::required_scopes), and puts its verified
 /// [`Claims`](super::Claims) into the request extensions.
 ///
 /// - No `Authorization: Bearer` header: `401` with
-///   `WWW-Authenticate: Bearer resource_metadata="<resource metadata URL>"` (and `scope`
-///   when scopes are configured).
+///   `WWW-Authenticate: Bearer resource_metadata="<resource metadata URL>"`, and
+///   `scope="<scopes>"`: the required scopes if any are configured, else
+///   [`scopes_supported`](super::AuthConfig::scopes_supported) if not empty.
 /// - A token that does not verify: `401` with `error="invalid_token"` and a short
 ///   `error_description` added.
+/// - A valid token without every required scope: `403` with `error="insufficient_scope"`,
+///   `scope="<required scopes>"` (all of them, space-separated: what a new token must carry
+///   for this resource), `resource_metadata` and `error_description` (RFC 6750 §3.1, the MCP
+///   authorization spec's scope challenge). A token's scopes are its `scope` and `scp`
+///   claims (space-separated) and, for the external issuer's tokens, its `roles`.
 /// - Several `Authorization` headers: `400` with `error="invalid_request"`.
 ///
 /// ```
@@ -56,6 +64,26 @@ pub async fn require_bearer(
     };
     match state.verifier().verify(token) {
         Ok(claims) => {
+            let required = &state.config().required_scopes;
+            let missing: Vec<&str> = required
+                .iter()
+                .filter(|s| !claims.has_scope(s))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                tracing::debug!(
+                    client_id = %claims.client_id,
+                    missing = %missing.join(" "),
+                    "bearer token lacks a required scope"
+                );
+                let description =
+                    format!("the token lacks the required scope {}", missing.join(" "));
+                return challenge(
+                    &state,
+                    StatusCode::FORBIDDEN,
+                    Some(("insufficient_scope", description.as_str())),
+                );
+            }
             request.extensions_mut().insert(claims);
             next.run(request).await
         }
@@ -75,19 +103,28 @@ fn invalid_token(state: &AuthState, err: TokenError) -> Response {
     )
 }
 
+/// A `WWW-Authenticate: Bearer` challenge (RFC 6750 §3) with a JSON body. Parameters, in
+/// order: `error`, `scope`, `resource_metadata`, `error_description`.
 fn challenge(state: &AuthState, status: StatusCode, error: Option<(&str, &str)>) -> Response {
     let mut params: Vec<String> = Vec::new();
-    if let Some((code, description)) = error {
+    if let Some((code, _)) = error {
         params.push(format!(r#"error="{code}""#));
-        params.push(format!(r#"error_description="{description}""#));
+    }
+    let config = state.config();
+    let scopes = if config.required_scopes.is_empty() {
+        &config.scopes_supported
+    } else {
+        &config.required_scopes
+    };
+    if !scopes.is_empty() {
+        params.push(format!(r#"scope="{}""#, scopes.join(" ")));
     }
     params.push(format!(
         r#"resource_metadata="{}""#,
         state.resource_metadata_url()
     ));
-    let scopes = &state.config().scopes_supported;
-    if !scopes.is_empty() {
-        params.push(format!(r#"scope="{}""#, scopes.join(" ")));
+    if let Some((_, description)) = error {
+        params.push(format!(r#"error_description="{description}""#));
     }
     let header = format!("Bearer {}", params.join(", "));
     let body = match error {

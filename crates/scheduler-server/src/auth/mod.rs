@@ -25,6 +25,12 @@
 //!   `/.well-known/oauth-protected-resource/<resource path>` (`…/mcp`).
 //! - **Protection**: [`require_bearer`] answers `401` with a `WWW-Authenticate: Bearer`
 //!   challenge pointing at the resource metadata, and hands verified [`Claims`] to the route.
+//!   With [`AuthConfig::required_scopes`] set, a valid token that lacks one of them gets
+//!   `403` and `error="insufficient_scope", scope="<required scopes>"` (RFC 6750 §3.1); the
+//!   `401` challenge then names the required scopes, and the metadata documents list them in
+//!   `scopes_supported`. A token's scopes are its `scope` and `scp` claims (space-separated)
+//!   and, for the external issuer's tokens, its `roles` (Entra ID app roles, which is what
+//!   managed identities carry).
 //!
 //! API keys and tokens never appear in `Debug`, `Display`, errors or logs; log events carry
 //! the client id (only when it has the shape of one this server issued) and a reason.

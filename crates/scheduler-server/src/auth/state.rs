@@ -51,8 +51,14 @@ pub struct AuthConfig {
     /// Lifetime of issued tokens (default 1 hour; 1 s to 24 h).
     pub token_ttl: Duration,
     /// Scopes this server knows. If not empty, tokens only ever carry these (default empty:
-    /// any scope a client was registered with).
+    /// any scope a client was registered with). [`required_scopes`](Self::required_scopes)
+    /// are added to a non-empty list, so they can always be granted.
     pub scopes_supported: Vec<String>,
+    /// Scopes a token must carry, all of them, to pass [`require_bearer`](super::require_bearer)
+    /// (default empty: none). A verified token that lacks one is answered `403` with
+    /// `error="insufficient_scope"`. See [`Claims::scopes`](super::Claims::scopes) for
+    /// where a token's scopes are read from.
+    pub required_scopes: Vec<String>,
     /// Limits on failed client authentications.
     pub rate_limit: RateLimitConfig,
     /// An external issuer whose RS256 tokens are accepted too (default none).
@@ -73,6 +79,7 @@ impl AuthConfig {
             resource: resource.into(),
             token_ttl: Self::DEFAULT_TOKEN_TTL,
             scopes_supported: Vec::new(),
+            required_scopes: Vec::new(),
             rate_limit: RateLimitConfig::default(),
             external: None,
             allow_insecure_http: false,
@@ -93,6 +100,29 @@ impl AuthConfig {
     {
         self.scopes_supported = scopes.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// Sets [`required_scopes`](Self::required_scopes).
+    pub fn with_required_scopes<I>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.required_scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The scopes published as `scopes_supported` in the metadata documents: the configured
+    /// list with the required scopes added, or the required scopes alone when no list is
+    /// configured.
+    pub fn advertised_scopes(&self) -> Vec<String> {
+        let mut scopes = self.scopes_supported.clone();
+        for s in &self.required_scopes {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        scopes
     }
 
     /// Sets [`rate_limit`](Self::rate_limit).
@@ -183,6 +213,22 @@ impl AuthState {
             return Err(Error::new(Kind::Config).with_context(format!(
                 "auth.scopes_supported: {bad:?} is not a valid OAuth scope"
             )));
+        }
+        if let Some(bad) = config.required_scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(Error::new(Kind::Config).with_context(format!(
+                "auth.required_scopes: {bad:?} is not a valid OAuth scope"
+            )));
+        }
+        let mut required: Vec<String> = Vec::new();
+        for scope in std::mem::take(&mut config.required_scopes) {
+            if !required.contains(&scope) {
+                required.push(scope);
+            }
+        }
+        config.required_scopes = required;
+        if !config.scopes_supported.is_empty() {
+            // A required scope nobody could be granted would lock every client out.
+            config.scopes_supported = config.advertised_scopes();
         }
         if config.rate_limit.max_failures == 0 || config.rate_limit.window.is_zero() {
             return Err(Error::new(Kind::Config).with_context(
@@ -340,7 +386,7 @@ impl AuthState {
             "jwks_uri": format!("{issuer}{JWKS_PATH}"),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": self.inner.config.scopes_supported,
+            "scopes_supported": self.inner.config.advertised_scopes(),
             "response_types_supported": [],
         })
     }
@@ -350,7 +396,7 @@ impl AuthState {
         json!({
             "resource": self.inner.config.resource,
             "authorization_servers": [self.inner.config.issuer],
-            "scopes_supported": self.inner.config.scopes_supported,
+            "scopes_supported": self.inner.config.advertised_scopes(),
             "bearer_methods_supported": ["header"],
         })
     }
