@@ -29,14 +29,22 @@
 //! # let _ = explain;
 //! ```
 
+#[cfg(feature = "azure")]
+mod azure;
+mod cache;
 mod challenge;
 mod error;
 mod layer;
 mod secret;
+mod static_token;
 mod token;
 
+#[cfg(feature = "azure")]
+pub use azure::AzureTokenSource;
+pub use cache::{CachedTokenSource, Clock, RefreshPolicy};
 pub use challenge::Challenge;
 pub use error::Error;
 pub use layer::{AuthLayer, AuthService};
 pub use secret::Secret;
+pub use static_token::StaticToken;
 pub use token::{AccessToken, BoxFuture, TokenRequest, TokenSource};
