@@ -252,6 +252,25 @@ struct RefreshState {
     rng: fastrand::Rng,
     failures: u32,
     failure: Option<Failure>,
+    /// Every scope asked for so far: each fetch asks for these plus the request's, so a
+    /// refresh never loses a scope a caller stepped up to.
+    scopes: Arc<[String]>,
+}
+
+impl RefreshState {
+    /// The scopes a fetch for `request` asks for.
+    fn wanted(&self, request: &TokenRequest) -> Arc<[String]> {
+        if request.scopes.iter().all(|s| self.scopes.contains(s)) {
+            return Arc::clone(&self.scopes);
+        }
+        let mut scopes = self.scopes.to_vec();
+        for s in &request.scopes {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        scopes.into()
+    }
 }
 
 /// Why a fetch runs; logged.
@@ -392,6 +411,7 @@ impl<S: TokenSource> CachedTokenSource<S> {
                     rng,
                     failures: 0,
                     failure: None,
+                    scopes: Arc::from(Vec::new()),
                 })),
                 attempts: AtomicU64::new(0),
                 background: OnceLock::new(),
@@ -551,8 +571,9 @@ impl<S: TokenSource> Shared<S> {
             return Ok(entry.token.clone()); // fetched while we waited
         }
         let expired = entry.as_deref().is_some_and(|e| e.token.is_expired_at(now));
+        let wanted = guard.wanted(request);
         if let Some(failure) = &guard.failure
-            && failure.scopes.iter().all(|s| request.scopes.contains(s))
+            && failure.scopes.iter().all(|s| wanted.contains(s))
             && (now < failure.retry_at || self.attempts.load(Ordering::Acquire) != attempts_before)
         {
             return Err(caller_error(failure, expired, now));
@@ -580,17 +601,7 @@ impl<S: TokenSource> Shared<S> {
         request: &TokenRequest,
         reason: Reason,
     ) -> Result<AccessToken, ()> {
-        let current = self.state.load_full();
-        let mut scopes: Vec<String> = current
-            .as_deref()
-            .map(|e| e.requested.to_vec())
-            .unwrap_or_default();
-        for s in &request.scopes {
-            if !scopes.contains(s) {
-                scopes.push(s.clone());
-            }
-        }
-        let scopes: Arc<[String]> = scopes.into();
+        let scopes = state.wanted(request);
         if reason == Reason::Rejected {
             // The server refused it: nobody gets it again, even if the refresh fails.
             self.state.store(None);
@@ -619,9 +630,11 @@ impl<S: TokenSource> Shared<S> {
                 let refresh_at = self.refresh_point(&token, now, &mut state.rng);
                 state.failures = 0;
                 state.failure = None;
+                state.scopes = Arc::clone(&scopes);
                 debug!(
                     reason = ?reason,
-                    scopes = ?token.scopes(),
+                    scopes = ?scopes,
+                    granted_scopes = ?token.scopes(),
                     expires_in_secs = token.expires_at().map(|at| secs_between(now, at)),
                     refresh_in_secs = refresh_at.map(|at| secs_between(now, at)),
                     "access token refreshed"
