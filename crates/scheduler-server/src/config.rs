@@ -13,10 +13,12 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::ExternalIssuerConfig;
 use crate::dispatcher::DispatcherConfig;
 use crate::error::{Error, Kind};
 
@@ -67,6 +69,93 @@ pub struct AuthSettings {
     /// Accept an `http://` public URL on a non-loopback host (tokens would travel
     /// unencrypted; only behind a TLS-terminating proxy on a private network). Default false.
     pub allow_insecure_http: bool,
+    /// An external issuer (Microsoft Entra ID) whose RS256 tokens are accepted too. Default
+    /// none.
+    pub external: Option<ExternalSettings>,
+}
+
+/// `auth.external`: an external token issuer, its keys given inline or fetched.
+///
+/// ```
+/// use scheduler_server::config::ServerConfig;
+///
+/// let config = ServerConfig::from_json(r#"{"auth": {"external": {
+///     "issuer": "https://sts.windows.net/00000000-0000-0000-0000-000000000001/",
+///     "audience": "api://scheduler",
+///     "jwks_uri": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/discovery/v2.0/keys"
+/// }}}"#).unwrap();
+/// let external = config.auth.external.unwrap().to_issuer_config().unwrap();
+/// assert_eq!(external.jwks_refresh.as_secs(), 3600);
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExternalSettings {
+    /// The exact `iss` of its tokens. Required.
+    pub issuer: String,
+    /// The `aud` its tokens must carry for this service. Required.
+    pub audience: String,
+    /// The JWK Set document, inline (a JSON object, or a string holding one). Default none.
+    /// With `jwks_uri` too, it serves until the first successful fetch.
+    pub jwks: Option<serde_json::Value>,
+    /// Where to fetch the JWK Set: `https://…` (plain `http://` only on loopback hosts).
+    /// Fetched at start (start does not wait or fail if it is unreachable: retried with
+    /// backoff; the issuer's tokens get `401` until keys arrive), refreshed every
+    /// `jwks_refresh_secs`, and again when a token names an unknown key. Default none.
+    pub jwks_uri: Option<String>,
+    /// Refresh interval in seconds (jittered down by up to 10 %). Default 3,600; at least 10.
+    pub jwks_refresh_secs: u64,
+    /// Least seconds between two refetches caused by an unknown key id. Default 300.
+    pub jwks_min_refetch_secs: u64,
+    /// Limit on one fetch, in seconds. Default 10 (1 to 120).
+    pub jwks_timeout_secs: u64,
+    /// A PEM file of CA certificates the JWKS server's certificate must chain to, **instead
+    /// of** the public web PKI roots. Default none (public roots).
+    pub jwks_ca_file: Option<PathBuf>,
+}
+
+impl Default for ExternalSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks: None,
+            jwks_uri: None,
+            jwks_refresh_secs: ExternalIssuerConfig::DEFAULT_JWKS_REFRESH.as_secs(),
+            jwks_min_refetch_secs: ExternalIssuerConfig::DEFAULT_JWKS_MIN_REFETCH.as_secs(),
+            jwks_timeout_secs: ExternalIssuerConfig::DEFAULT_JWKS_TIMEOUT.as_secs(),
+            jwks_ca_file: None,
+        }
+    }
+}
+
+impl ExternalSettings {
+    /// The issuer configuration these settings describe (reads `jwks_ca_file`).
+    pub fn to_issuer_config(&self) -> Result<ExternalIssuerConfig, Error> {
+        let mut config = ExternalIssuerConfig {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            jwks: match &self.jwks {
+                None => None,
+                Some(serde_json::Value::String(text)) => Some(text.clone()),
+                Some(document) => Some(document.to_string()),
+            },
+            jwks_uri: self.jwks_uri.clone(),
+            jwks_refresh: Duration::from_secs(self.jwks_refresh_secs),
+            jwks_min_refetch: Duration::from_secs(self.jwks_min_refetch_secs),
+            jwks_timeout: Duration::from_secs(self.jwks_timeout_secs),
+            jwks_ca_pem: None,
+        };
+        if let Some(path) = &self.jwks_ca_file {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                config_error(format!(
+                    "auth.external.jwks_ca_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            config.jwks_ca_pem = Some(pem);
+        }
+        Ok(config)
+    }
 }
 
 impl Default for AuthSettings {
@@ -77,6 +166,7 @@ impl Default for AuthSettings {
             scopes: vec!["scheduler".to_owned()],
             required_scopes: Vec::new(),
             allow_insecure_http: false,
+            external: None,
         }
     }
 }
@@ -208,6 +298,40 @@ mod tests {
         let c = ServerConfig::from_json(r#"{"auth": {"required_scopes": ["scheduler"]}}"#).unwrap();
         assert_eq!(c.auth.required_scopes, vec!["scheduler".to_owned()]);
         assert_eq!(c.auth.scopes, vec!["scheduler".to_owned()]);
+    }
+
+    #[test]
+    fn external_issuer_settings() {
+        let c = ServerConfig::from_json(
+            r#"{"auth": {"external": {"issuer": "https://i.example/", "audience": "api://s",
+                "jwks": {"keys": []}, "jwks_uri": "https://i.example/keys",
+                "jwks_refresh_secs": 600, "jwks_min_refetch_secs": 60, "jwks_timeout_secs": 5}}}"#,
+        )
+        .unwrap();
+        let external = c.auth.external.unwrap().to_issuer_config().unwrap();
+        assert_eq!(external.jwks.as_deref(), Some(r#"{"keys":[]}"#));
+        assert_eq!(external.jwks_uri.as_deref(), Some("https://i.example/keys"));
+        assert_eq!(
+            (
+                external.jwks_refresh,
+                external.jwks_min_refetch,
+                external.jwks_timeout
+            ),
+            (
+                Duration::from_secs(600),
+                Duration::from_secs(60),
+                Duration::from_secs(5)
+            )
+        );
+        let err =
+            ServerConfig::from_json(r#"{"auth": {"external": {"jwks_url": "x"}}}"#).unwrap_err();
+        assert!(err.to_string().contains("auth.external"), "{err}");
+        let c = ServerConfig::from_json(
+            r#"{"auth": {"external": {"issuer": "i", "audience": "a", "jwks_ca_file": "/nonexistent/ca.pem"}}}"#,
+        )
+        .unwrap();
+        let err = c.auth.external.unwrap().to_issuer_config().unwrap_err();
+        assert!(err.to_string().contains("jwks_ca_file"), "{err}");
     }
 
     #[test]

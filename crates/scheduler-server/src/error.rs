@@ -29,6 +29,7 @@ pub(crate) enum Kind {
     Store,
     Config,
     Bind,
+    Fetch,
 }
 
 #[allow(
@@ -73,6 +74,12 @@ impl Error {
     pub fn is_bind(&self) -> bool {
         matches!(self.inner.kind, Kind::Bind)
     }
+
+    /// Returns true if a remote document (the external issuer's JWK Set) could not be
+    /// fetched.
+    pub fn is_fetch(&self) -> bool {
+        matches!(self.inner.kind, Kind::Fetch)
+    }
 }
 
 impl fmt::Debug for Error {
@@ -95,6 +102,7 @@ impl fmt::Display for Error {
             Kind::Store => "scheduler store failed",
             Kind::Config => "invalid server configuration",
             Kind::Bind => "could not bind listener",
+            Kind::Fetch => "could not fetch a remote document",
         })?;
         if let Some(context) = &self.inner.context {
             write!(f, ": {context}")?;

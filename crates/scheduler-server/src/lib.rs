@@ -10,7 +10,9 @@
 //! - [`dispatcher`]: lease-based claims, builtin and webhook runners, retries with capped
 //!   full-jitter backoff; at-least-once.
 //! - [`auth`]: client registration (keys stored hashed), `/oauth/token`, JWKS, RFC 9728 and
-//!   RFC 8414 metadata, the bearer-token middleware.
+//!   RFC 8414 metadata, the bearer-token middleware (required scopes, `403
+//!   insufficient_scope`), and an external issuer (Entra ID) whose JWK Set is fetched over
+//!   HTTPS and kept fresh in the background until shutdown.
 //! - [`server`]: the router (`/mcp`, auth routes, `/ping`, `/healthz`, `/readyz`), start and
 //!   graceful shutdown. [`config`]: file + environment configuration.
 //!

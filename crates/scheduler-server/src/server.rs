@@ -259,11 +259,14 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
     config.bind = addr; // resolve port 0 before deriving the public URL
     let url = config.public_url();
     let auth = if config.auth.required {
-        let auth_config = AuthConfig::new(&url, format!("{url}/mcp"))
+        let mut auth_config = AuthConfig::new(&url, format!("{url}/mcp"))
             .with_token_ttl(Duration::from_secs(config.auth.token_ttl_secs))
             .with_scopes(config.auth.scopes.clone())
             .with_required_scopes(config.auth.required_scopes.clone())
             .with_allow_insecure_http(config.auth.allow_insecure_http);
+        if let Some(external) = &config.auth.external {
+            auth_config = auth_config.with_external(external.to_issuer_config()?);
+        }
         Some(
             AuthState::new(parts.store.clone(), auth_config, parts.clock.clone())
                 .await
@@ -278,6 +281,7 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
         None
     };
     let wake = Arc::new(Notify::new());
+    let background = auth.clone();
     let (app, close_sessions) = router(&config, &parts, auth, wake.clone());
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let dispatcher = Dispatcher::new(
@@ -289,6 +293,9 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
     );
     let task = tokio::spawn(async move {
         let dispatcher = tokio::spawn(dispatcher.run(until_stopped(stopped.clone())));
+        // Auth background work (the external issuer's JWKS refresh), stopped with the server.
+        let auth_background = background
+            .map(|auth| tokio::spawn(auth.run_background(until_stopped(stopped.clone()))));
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
@@ -309,6 +316,9 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
             }
         };
         let _ = dispatcher.await;
+        if let Some(task) = auth_background {
+            let _ = task.await;
+        }
         served.map_err(|e| {
             Error::new(Kind::Bind)
                 .with_context("serving")

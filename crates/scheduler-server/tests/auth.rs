@@ -8,9 +8,11 @@
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
+mod support;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -22,13 +24,13 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, StatusCode};
 use jiff::Timestamp;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair, RsaPublicKeyComponents};
 use scheduler_server::auth::{
     self, ApiKey, AuthConfig, AuthState, Claims, ExternalIssuerConfig, ManualClock,
     RateLimitConfig, TokenError,
 };
 use scheduler_server::store::{Client, SqliteStore, Store};
 use serde_json::{Value, json};
+use support::{logs, rs256, rsa_jwks, rsa_key};
 use tower::ServiceExt as _;
 
 const ISSUER: &str = "http://127.0.0.1:8080";
@@ -1283,60 +1285,8 @@ async fn external_tokens_satisfy_required_scopes_with_scp_or_roles() {
 
 // ---- external issuer --------------------------------------------------------------------
 
-/// A 2048-bit RSA key in PKCS#8 DER (base64), generated for this test only with
-/// `openssl genpkey`; it protects nothing.
-const TEST_RSA_PKCS8: &str = "\
-MIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSlAgEAAoIBAQCzQYMPzOCyptGtOroEVg0ZQi99DqVbmA/XqeAVZQ1N\
-GPILeGmkW1llFmd1xcZhLgN8FKxrgnnwmDru6hrLm6aEC1zSDaxr4DLUO/yFxibXAs7ixOcaATkQzqSI1XFzVWKPMI8J\
-fDFeeoTvaqFbK8riaB8tII41Z72tcWdC+SrRuJPjn/3jU3zE32uja9x/gEfKkIf88SsExFknaQf42OV9lpaY1q228ECX\
-F6/HHJdorkublO/WZNVZQ9IV6XnGX3wH5p71jHcnwMc0Zj8xgDtu0n5Q/CVJnaTQtIBYlHHhaBU7p6ISEhP9TbFqkuoU\
-yYtQN34SW/N1EEbVPO7B0o1zAgMBAAECggEAPpOzq6vjkypeT0GNl57ssrEiv98BheCnQyvn8MAWrR/0u2FdS8WiBwKT\
-uo8A6oL0L3hOGrfxVrbl9+qc0RB0yGrpC+E/HGenhuSsCo06mNu/mnWPkcn0gHQLB0Ov98nKft8+R9rlpyxRRP0t+BRp\
-HrGnlIrlaipdknNgz4YJVy2pBC6htXDWPmWASMQobYwUMqXFtTrAwSSh5+TBtii0zVCEL1FrmjPr4S5daYNI/9DjBWk6\
-yAX368v/dKMMFZSYQ6w03GLjEBdqlk2Kc7/XA3qW4VgzyUCjcaU7vwMkpnh/uKrxBoqSsG321tCLz/a/AvBdqPf5Z00v\
-WGfWZkVSlQKBgQDj8Z7/QvIAfpebGG4pEMgzyR25JhLCUHUdIPi8rg8vwGB0Pcu/t9gw50AkrswjiTFDL6OvimidhIOt\
-zZHoFQz2Ddn1v/zJB2SRblW/kACiLBqDd7JtqAE44Y0OmBfUgVoHhP4PG8/BTmGXSmdumenr0piYGSQHO/ggVN44sGnO\
-fQKBgQDJUcMplRQvnjGskMhB6YqAGYdZFg0NhCxg5PgJ9ROyFHPpZDpm9xq5NRQn843th7rm1qd+PUM40u7jidLAmQn+\
-lIym9vVkylXQL9wzjMWqJzxqUdwnRoX8AIM+nOkt8s3Z9cOWbODal2q7KwZmFeBERX7MzfJtCLLVQM5DD4berwKBgQC8\
-DbcS+PQWnFoPRpR7pLDGqIGxIkwPq7kzEuSjJSa6SohI3kKeJNpjXiV5HgyktKbDuyXbyOCOM6k/Vn2tbtCGnt7W9FFk\
-uIirws9Tf0ZGhQRKuhGmjhiUCOEKzUe7tgvEcF/5rwQzgqrY2jWC9dAbEl95/CPRJBSM9/dt5X0lMQKBgQDCA7j4vwI4\
-LdWjf9hupRpj/7ZPpY+owgNe0es09Wooycs3Vu9twaCQctXc9ryF+LOnuaCraXD6N1YgFPf1wsc+AH1Yf1HY86Ilw6oM\
-SBNKuwtfT0rC0xVW2kuhsOiL7p5x+oam1oEQSLKEdJ9zDIwYX30m9Sc36xUlrZHaUQFiYwKBgQCUJRj7b8oHQDDBNW0l\
-cXeDYPQfQzZJKenbFxluU+70IiV0a8gh80+ONxE0SF05QTJUUKlD/9Ce1N+zAZN9oL+xe5xs7rvjvho0SObOuAe1iet8\
-8y6rYgP2jb1THAouY2e2ZvAshLY6EiEQhKiNeTa5LXQi72tSu3HwNE+NBP//Eg==";
-
 const ENTRA_ISSUER: &str = "https://sts.windows.net/00000000-0000-0000-0000-000000000001/";
 const ENTRA_AUDIENCE: &str = "api://scheduler";
-
-fn rsa_key() -> RsaKeyPair {
-    let der = STANDARD.decode(TEST_RSA_PKCS8).unwrap();
-    RsaKeyPair::from_pkcs8(&der).unwrap()
-}
-
-fn rsa_jwks(key: &RsaKeyPair, kid: &str) -> String {
-    let public: RsaPublicKeyComponents<Vec<u8>> = key.public().into();
-    json!({"keys": [
-        {"kty": "EC", "kid": "ignored", "crv": "P-256", "x": "AA", "y": "AA"},
-        {"kty": "RSA", "use": "sig", "kid": kid,
-         "n": URL_SAFE_NO_PAD.encode(&public.n), "e": URL_SAFE_NO_PAD.encode(&public.e),
-         "x5c": ["MIIB"]}
-    ]})
-    .to_string()
-}
-
-fn rs256(key: &RsaKeyPair, kid: &str, payload: &Value) -> String {
-    let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});
-    let input = format!("{}.{}", encode_part(&header), encode_part(payload));
-    let mut sig = vec![0u8; key.public().modulus_len()];
-    key.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        input.as_bytes(),
-        &mut sig,
-    )
-    .unwrap();
-    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
-}
 
 #[tokio::test]
 async fn tokens_of_a_configured_external_issuer_are_accepted() {
@@ -1443,63 +1393,6 @@ async fn rs256_is_refused_without_an_external_issuer() {
 }
 
 // ---- secrets canary ---------------------------------------------------------------------
-
-/// Records every event and span field, formatted, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<String>>);
-
-/// The log of this whole test process, captured at TRACE.
-///
-/// Installed as the global subscriber by every test before it does anything: a scoped
-/// (`set_default`) subscriber would miss events whose callsites another test thread happens
-/// to register at the same moment (tracing then caches "never" for them).
-fn logs() -> &'static Capture {
-    static LOGS: OnceLock<Capture> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let capture = Capture::default();
-        tracing::subscriber::set_global_default(capture.clone()).unwrap();
-        capture
-    })
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, " {}={:?}", field.name(), value);
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::TRACE)
-    }
-    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        let mut out = self.0.lock().unwrap();
-        out.push_str("\nspan");
-        span.record(&mut Fields(&mut out));
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
-        values.record(&mut Fields(&mut self.0.lock().unwrap()));
-    }
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut out = self.0.lock().unwrap();
-        let _ = write!(
-            out,
-            "\n{} {}",
-            event.metadata().level(),
-            event.metadata().target()
-        );
-        event.record(&mut Fields(&mut out));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 #[tokio::test]
 async fn secrets_never_reach_debug_display_errors_or_logs() {

@@ -78,6 +78,9 @@ pub enum TokenError {
     WrongType,
     /// No live key has the header's `kid`.
     UnknownKey,
+    /// The external issuer's keys are not available yet (its JWK Set has not been fetched
+    /// successfully since start).
+    KeysUnavailable,
     /// The signature does not verify.
     BadSignature,
     /// `iss` is not the expected issuer.
@@ -101,6 +104,7 @@ impl TokenError {
             TokenError::UnsupportedAlgorithm => "unsupported_algorithm",
             TokenError::WrongType => "wrong_type",
             TokenError::UnknownKey => "unknown_key",
+            TokenError::KeysUnavailable => "keys_unavailable",
             TokenError::BadSignature => "bad_signature",
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::WrongAudience => "wrong_audience",
@@ -120,6 +124,9 @@ impl fmt::Display for TokenError {
             TokenError::UnsupportedAlgorithm => f.write_str("the token algorithm is not accepted"),
             TokenError::WrongType => f.write_str("the token is not an access token (typ)"),
             TokenError::UnknownKey => f.write_str("the token signing key is unknown"),
+            TokenError::KeysUnavailable => {
+                f.write_str("the signing keys of the token issuer are not available yet")
+            }
             TokenError::BadSignature => f.write_str("the token signature is invalid"),
             TokenError::WrongIssuer => f.write_str("the token issuer is not accepted"),
             TokenError::WrongAudience => f.write_str("the token is for another audience"),
@@ -374,6 +381,41 @@ impl Verifier {
         Ok(claims)
     }
 
+    /// [`verify`](Self::verify), and if an RS256 token names a key the external issuer does
+    /// not list (or its keys have not arrived yet), fetches the issuer's JWK Set again and
+    /// verifies once more. The refetch is single-flight and rate limited (see
+    /// [`ExternalIssuerConfig::jwks_min_refetch`](super::ExternalIssuerConfig::jwks_min_refetch));
+    /// without a `jwks_uri` this is `verify`. The [bearer middleware](super::require_bearer)
+    /// uses this.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify).
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Claims, TokenError> {
+        let first = self.verify(token);
+        let (Err(TokenError::UnknownKey | TokenError::KeysUnavailable), Some(external)) =
+            (&first, self.inner.external.as_deref())
+        else {
+            return first;
+        };
+        let header = token
+            .split('.')
+            .next()
+            .and_then(|h| decode_json::<InHeader>(h).ok());
+        let Some(InHeader {
+            alg: Some(alg),
+            kid: Some(kid),
+            ..
+        }) = header
+        else {
+            return first;
+        };
+        if alg != "RS256" || kid.is_empty() || !external.refetch_for_kid(&kid).await {
+            return first;
+        }
+        self.verify(token)
+    }
+
     /// The full verification: header, signature, issuer, audience, times, claims.
     fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let inner = &*self.inner;
@@ -594,6 +636,7 @@ mod tests {
             TokenError::UnsupportedAlgorithm,
             TokenError::WrongType,
             TokenError::UnknownKey,
+            TokenError::KeysUnavailable,
             TokenError::BadSignature,
             TokenError::WrongIssuer,
             TokenError::WrongAudience,

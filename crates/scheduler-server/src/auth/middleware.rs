@@ -62,7 +62,7 @@ pub async fn require_bearer(
     let Some(token) = token else {
         return challenge(&state, StatusCode::UNAUTHORIZED, None);
     };
-    match state.verifier().verify(token) {
+    match state.verifier().verify_refreshing(token).await {
         Ok(claims) => {
             let required = &state.config().required_scopes;
             let missing: Vec<&str> = required

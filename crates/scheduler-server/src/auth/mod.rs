@@ -18,8 +18,8 @@
 //!   checks `typ`, `kid`, the signature, `iss`, `aud`, `exp`/`nbf` (60 s leeway) and size
 //!   (8 KiB at most). Tokens of an external issuer (Microsoft Entra ID, for managed-identity
 //!   callers) are accepted too when [`AuthConfig::external`] is set: RS256 against the JWK
-//!   Set document given in that configuration (this module does not fetch it; see
-//!   [`ExternalIssuer::replace_jwks`] to swap it at run time).
+//!   Set given in that configuration, or fetched over HTTPS from its `jwks_uri`, refreshed
+//!   hourly and on an unknown `kid` (rate limited; see [`ExternalIssuer`] for the details).
 //! - **Discovery**: RFC 8414 metadata at `/.well-known/oauth-authorization-server`, RFC 9728
 //!   protected-resource metadata at `/.well-known/oauth-protected-resource` and at
 //!   `/.well-known/oauth-protected-resource/<resource path>` (`…/mcp`).
@@ -60,6 +60,7 @@ mod clock;
 mod endpoint;
 mod external;
 mod form;
+mod jwks_fetch;
 mod jwt;
 mod keys;
 mod middleware;
@@ -74,6 +75,7 @@ use axum::routing::{get, post};
 pub use client::{CLIENT_ID_PREFIX, hash_api_key, register_client, verify_api_key};
 pub use clock::{Clock, ManualClock, system_clock};
 pub use external::{ExternalIssuer, ExternalIssuerConfig};
+pub use jwks_fetch::MAX_JWKS_BYTES;
 pub use jwt::{Claims, LEEWAY, MAX_TOKEN_LEN, TokenError, Verifier};
 pub use middleware::require_bearer;
 pub use rate_limit::RateLimitConfig;

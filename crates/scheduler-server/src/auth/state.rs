@@ -61,7 +61,8 @@ pub struct AuthConfig {
     pub required_scopes: Vec<String>,
     /// Limits on failed client authentications.
     pub rate_limit: RateLimitConfig,
-    /// An external issuer whose RS256 tokens are accepted too (default none).
+    /// An external issuer whose RS256 tokens are accepted too (default none). With a
+    /// `jwks_uri`, its keys are fetched by [`AuthState::run_background`].
     pub external: Option<ExternalIssuerConfig>,
     /// Allow `http://` issuer and resource URLs on hosts other than loopback (default false;
     /// a warning is logged when used).
@@ -288,6 +289,16 @@ impl AuthState {
         self.inner.external.as_deref()
     }
 
+    /// The background work of this state until `stop` resolves: keeping the external
+    /// issuer's fetched JWK Set fresh ([`ExternalIssuer::run_jwks_refresh`]). Resolves at
+    /// once when there is nothing to do. The server runs it next to the listener and stops it
+    /// on shutdown.
+    pub async fn run_background(self, stop: impl std::future::Future<Output = ()>) {
+        if let Some(external) = self.inner.external.clone() {
+            external.run_jwks_refresh(stop).await;
+        }
+    }
+
     /// The URL of the protected resource's metadata (what `WWW-Authenticate` points to).
     pub fn resource_metadata_url(&self) -> &str {
         &self.inner.resource_metadata_url
@@ -467,7 +478,8 @@ fn check_url(
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (a URL host, IPv6 in brackets or not) is `localhost` or a loopback address.
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
