@@ -3,46 +3,57 @@
 use std::error::Error as StdError;
 use std::fmt;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+/// A boxed error, as the failed operation's error is kept.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The error type of `mcp-resilience`.
 ///
-/// Opaque on purpose: ask it what happened with the `is_*()` predicates and walk
-/// [`source()`](StdError::source) for the cause. The wording of `Display` is not API.
-/// Messages never contain secret values.
+/// Opaque on purpose: ask it what happened with the `is_*()` predicates, how many attempts
+/// were made with [`attempts()`](Error::attempts), and walk [`source()`](StdError::source) for
+/// the last attempt's error (downcast it to the operation's own error type). The wording of
+/// `Display` is not API. Messages never contain secret values.
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// fn last_transport_error(err: &mcp_resilience::Error) -> Option<&mcp_transport::Error> {
+///     err.source()?.downcast_ref::<mcp_transport::Error>()
+/// }
+/// # let _ = last_transport_error;
+/// ```
 pub struct Error {
     inner: Box<Inner>,
 }
 
 struct Inner {
     kind: Kind,
+    attempts: Option<u32>,
     context: Option<String>,
     source: Option<BoxError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the mcp-resilience issue (#5)"
-)]
 pub(crate) enum Kind {
     RetriesExhausted,
     BudgetExhausted,
     CircuitOpen,
+    #[allow(
+        dead_code,
+        reason = "constructed by failover, which lands with part 2 of the mcp-resilience issue (#5)"
+    )]
     NoHealthyEndpoint,
     DeadlineExceeded,
     NotRetryable,
+    Timeout,
+    Permanent,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the mcp-resilience issue (#5)"
-)]
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
             inner: Box::new(Inner {
                 kind,
+                attempts: None,
                 context: None,
                 source: None,
             }),
@@ -55,24 +66,36 @@ impl Error {
         self
     }
 
-    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner.source = Some(source.into());
+    pub(crate) fn with_source_opt(mut self, source: Option<BoxError>) -> Self {
+        self.inner.source = source;
         self
+    }
+
+    pub(crate) fn with_attempts(mut self, attempts: u32) -> Self {
+        self.inner.attempts = Some(attempts);
+        self
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.inner.kind
     }
 }
 
 impl Error {
-    /// Returns true if every allowed attempt failed; the last failure is the source.
+    /// Returns true if every allowed attempt failed with a transient error; the last failure
+    /// is the source.
     pub fn is_retries_exhausted(&self) -> bool {
         matches!(self.inner.kind, Kind::RetriesExhausted)
     }
 
-    /// Returns true if the retry budget refused another attempt.
+    /// Returns true if the retry budget refused another attempt (too many retries across
+    /// all calls sharing the budget); the last failure is the source.
     pub fn is_budget_exhausted(&self) -> bool {
         matches!(self.inner.kind, Kind::BudgetExhausted)
     }
 
-    /// Returns true if the circuit breaker for the endpoint is open.
+    /// Returns true if the circuit breaker for the endpoint is open (or half-open with every
+    /// probe slot taken), so the call was not sent.
     pub fn is_circuit_open(&self) -> bool {
         matches!(self.inner.kind, Kind::CircuitOpen)
     }
@@ -82,7 +105,7 @@ impl Error {
         matches!(self.inner.kind, Kind::NoHealthyEndpoint)
     }
 
-    /// Returns true if the overall deadline passed.
+    /// Returns true if the overall deadline passed, or a retry would have started after it.
     pub fn is_deadline_exceeded(&self) -> bool {
         matches!(self.inner.kind, Kind::DeadlineExceeded)
     }
@@ -91,12 +114,33 @@ impl Error {
     pub fn is_not_retryable(&self) -> bool {
         matches!(self.inner.kind, Kind::NotRetryable)
     }
+
+    /// Returns true if one attempt ran longer than the per-attempt timeout. Found as the
+    /// source of the error that ended the call (retries exhausted, not retryable, budget).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.inner.kind, Kind::Timeout)
+    }
+
+    /// Returns true if the operation failed in a way retrying cannot fix (a 4xx status,
+    /// invalid params); the operation's error is the source.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.inner.kind, Kind::Permanent)
+    }
+
+    /// How many attempts were made before the call ended (`Some(0)` when the first one was
+    /// refused by the circuit breaker); `None` for errors that are not about a call.
+    pub fn attempts(&self) -> Option<u32> {
+        self.inner.attempts
+    }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("mcp_resilience::Error");
         d.field("kind", &self.inner.kind);
+        if let Some(attempts) = self.inner.attempts {
+            d.field("attempts", &attempts);
+        }
         if let Some(context) = &self.inner.context {
             d.field("context", context);
         }
@@ -118,7 +162,13 @@ impl fmt::Display for Error {
             Kind::NotRetryable => {
                 "request not retried: it may have reached the server and has no idempotency key"
             }
+            Kind::Timeout => "attempt timed out",
+            Kind::Permanent => "failed with an error retrying cannot fix",
         })?;
+        if let Some(attempts) = self.inner.attempts {
+            let s = if attempts == 1 { "" } else { "s" };
+            write!(f, " ({attempts} attempt{s})")?;
+        }
         if let Some(context) = &self.inner.context {
             write!(f, ": {context}")?;
         }
@@ -147,7 +197,12 @@ mod tests {
         assert!(err.is_retries_exhausted());
         assert!(!err.is_budget_exhausted());
         assert!(err.to_string().ends_with(": at `x.y`"));
-        let err = err.with_source(std::io::Error::other("inner"));
+        let err = err
+            .with_source_opt(Some(Box::new(std::io::Error::other("inner"))))
+            .with_attempts(4);
         assert!(StdError::source(&err).is_some());
+        assert_eq!(err.attempts(), Some(4));
+        let shown = err.to_string();
+        assert!(shown.contains("(4 attempts)"), "{shown}");
     }
 }
