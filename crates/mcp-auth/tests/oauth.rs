@@ -740,6 +740,13 @@ async fn scripted_no_metadata_without_a_challenge_is_challenge_required() {
     let client = discovering(&fake);
     let err = client.token(&TokenRequest::new()).await.unwrap_err();
     assert!(err.is_challenge_required(), "{err:?}");
+    // A challenge without resource_metadata does not help: a discovery error.
+    let bare = Challenge::parse(r#"Bearer realm="x""#).unwrap();
+    let err = client
+        .token(&TokenRequest::new().challenge(bare))
+        .await
+        .unwrap_err();
+    assert!(err.is_discovery(), "{err:?}");
     challenged(&client, &fake, "/custom/prm").await.unwrap();
     // A challenge naming a missing document is a discovery error, not a fallback.
     let err = challenged(&client, &fake, "/missing").await.unwrap_err();

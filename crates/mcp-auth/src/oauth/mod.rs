@@ -260,7 +260,10 @@ impl OAuthClient {
             );
         }
         let bound = cached.as_ref().map(|d| d.issuer().to_owned());
-        let result = self.discover_once(server, from_challenge, bound).await;
+        let challenged = request.challenge.is_some();
+        let result = self
+            .discover_once(server, from_challenge, challenged, bound)
+            .await;
         match result {
             Ok(d) => {
                 let d = Arc::new(d);
@@ -280,6 +283,7 @@ impl OAuthClient {
         &self,
         server: &Url,
         from_challenge: Option<&str>,
+        challenged: bool,
         bound: Option<String>,
     ) -> Result<Discovered, Error> {
         let inner = &*self.inner;
@@ -295,11 +299,18 @@ impl OAuthClient {
                 .iter()
                 .map(shown)
                 .collect();
-            return Err(Error::new(Kind::ChallengeRequired).with_context(format!(
-                "no protected resource metadata at {}; the server's WWW-Authenticate challenge \
-                 is needed to find its authorization server",
-                tried.join(" or ")
-            )));
+            let tried = tried.join(" or ");
+            return Err(if challenged {
+                Error::new(Kind::Discovery).with_context(format!(
+                    "the server's challenge names no resource_metadata and there is no \
+                     protected resource metadata at {tried}"
+                ))
+            } else {
+                Error::new(Kind::ChallengeRequired).with_context(format!(
+                    "no protected resource metadata at {tried}; the server's WWW-Authenticate \
+                     challenge is needed to find its authorization server"
+                ))
+            });
         };
         let expected = inner.issuer.as_deref().or(bound.as_deref());
         let issuer =
