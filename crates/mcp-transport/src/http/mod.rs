@@ -54,6 +54,9 @@ pub const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-v
 pub const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
 /// `Mcp-Name` (2026-07-28).
 pub const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+/// How long the `notifications/initialized` step waits for the server to answer the
+/// standalone GET before going on without it.
+const GET_STREAM_OPEN_WAIT: Duration = Duration::from_secs(2);
 const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 const ACCEPT_SSE: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -869,7 +872,17 @@ impl Transport for HttpTransport {
             let body: Bytes = Message::Notification(notification).to_vec().into();
             self.shared.post(body, None, Some(hints), &method).await?;
             if initialized && self.shared.config.open_get_stream && !hints.stateless {
-                self.start_get_stream();
+                // Wait (bounded) for the server to answer the GET, so the stream is open before
+                // the first request: whatever the server sends on it from then on is seen, and
+                // the server cannot take it for a later reconnection.
+                if let Some(opened) = self.start_get_stream() {
+                    if tokio::time::timeout(GET_STREAM_OPEN_WAIT, opened)
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("standalone GET stream not answered yet; going on");
+                    }
+                }
             }
             Ok(())
         })
@@ -923,25 +936,30 @@ impl Transport for HttpTransport {
 }
 
 impl HttpTransport {
-    fn start_get_stream(&self) {
+    /// Starts the standalone GET stream once; the receiver completes when the server has
+    /// answered the first GET (either way).
+    fn start_get_stream(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
         if self.shared.get_stream_started.swap(true, Ordering::Relaxed) {
-            return;
+            return None;
         }
         let shared = self.shared.clone();
+        let (opened, answered) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             tokio::select! {
-                () = get_stream(&shared) => {}
+                () = get_stream(&shared, opened) => {}
                 () = shared.shutdown.notified() => {}
             }
         });
         *lock(&self.get_task) = Some(task.abort_handle());
+        Some(answered)
     }
 }
 
 /// The standalone GET stream: server-initiated requests and notifications. Reconnects with
 /// `Last-Event-ID` a bounded number of times in a row; `405` (or any other refusal) means the
 /// server offers none.
-async fn get_stream(shared: &Shared) {
+async fn get_stream(shared: &Shared, opened: tokio::sync::oneshot::Sender<()>) {
+    let mut opened = Some(opened);
     let mut last_event_id: Option<String> = None;
     let mut retry: Option<Duration> = None;
     let mut failures = 0;
@@ -958,6 +976,9 @@ async fn get_stream(shared: &Shared) {
                 Err(e) => Err(e),
             },
         };
+        if let Some(opened) = opened.take() {
+            let _ = opened.send(());
+        }
         let mut body = match body {
             Ok(b) => b,
             Err(e)
