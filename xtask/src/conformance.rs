@@ -53,6 +53,8 @@ const RUNNER_TIMEOUT: Duration = Duration::from_secs(SCENARIO_TIMEOUT_MS / 1000 
 /// The spec versions scenarios run at.
 const V2025: &str = "2025-11-25";
 const V2026: &str = "2026-07-28";
+/// Extension scenarios are not on the spec timeline: they run without `--spec-version`.
+const EXTENSION: &str = "extension";
 
 /// One client scenario run: which suite, at which `--spec-version`, which `--scenario`.
 struct Scenario {
@@ -65,7 +67,7 @@ const fn scenario(suite: &'static str, spec: &'static str, name: &'static str) -
     Scenario { suite, spec, name }
 }
 
-/// The client scenarios we run (authorization scenarios are out of scope).
+/// The client scenarios we run.
 const SCENARIOS: &[Scenario] = &[
     scenario(STABLE, V2025, "initialize"),
     scenario(STABLE, V2025, "tools_call"),
@@ -80,6 +82,9 @@ const SCENARIOS: &[Scenario] = &[
     scenario(ALPHA, V2026, "http-invalid-tool-headers"),
     scenario(ALPHA, V2026, "json-schema-ref-no-deref"),
     scenario(ALPHA, V2026, "json-schema-2020-12-preservation"),
+    // Authorization (mcp-auth): machine-to-machine client credentials (SEP-1046).
+    scenario(ALPHA, EXTENSION, "auth/client-credentials-basic"),
+    scenario(ALPHA, EXTENSION, "auth/client-credentials-jwt"),
 ];
 
 /// One server scenario run against our server (`conformance server --url ... --scenario`).
@@ -886,9 +891,11 @@ fn run_one(
         cmd.arg("client")
             .arg("--command")
             .arg(client)
-            .args(["--scenario", scenario.name])
-            .args(["--spec-version", scenario.spec])
-            .args(["--timeout", &SCENARIO_TIMEOUT_MS.to_string()])
+            .args(["--scenario", scenario.name]);
+        if scenario.spec != EXTENSION {
+            cmd.args(["--spec-version", scenario.spec]);
+        }
+        cmd.args(["--timeout", &SCENARIO_TIMEOUT_MS.to_string()])
             .arg("-o")
             .arg(results);
     })?;
@@ -982,7 +989,8 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
 
 /// File name of the captured output of one scenario run.
 fn log_name(name: &str, spec: &str) -> String {
-    format!("{name}@{spec}.log")
+    // `auth/...` scenario names would otherwise make a directory.
+    format!("{}@{spec}.log", name.replace('/', "-"))
 }
 
 /// Our server, started for the server scenarios; killed when dropped.

@@ -5,6 +5,8 @@
 //! 0.2) the protocol version in `MCP_CONFORMANCE_PROTOCOL_VERSION`. Exit 0 means the client
 //! finished its part; the suite judges the wire traffic.
 
+mod auth;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -86,10 +88,16 @@ async fn call_all(client: &McpClient, tools: &[Tool]) -> Result<(), mcp_transpor
     Ok(())
 }
 
-async fn run(scenario: &str, url: &str, context: Value) -> Result<(), mcp_transport::Error> {
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(scenario: &str, url: &str, context: Value) -> Result<(), Failure> {
     let version = std::env::var("MCP_CONFORMANCE_PROTOCOL_VERSION")
         .unwrap_or_else(|_| "2025-11-25".to_owned());
-    let transport = HttpTransport::new(url)?;
+    let transport = if scenario.starts_with("auth/") {
+        auth::transport(scenario, url, &context)?
+    } else {
+        HttpTransport::new(url)?
+    };
     let client = McpClient::builder()
         .client_info(Implementation::new(
             "mcp-conformance-client",
@@ -168,7 +176,7 @@ async fn run(scenario: &str, url: &str, context: Value) -> Result<(), mcp_transp
             call_all(&client, &tools).await?;
         }
     }
-    client.close().await
+    Ok(client.close().await?)
 }
 
 fn main() -> ExitCode {
