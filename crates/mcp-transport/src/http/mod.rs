@@ -875,13 +875,12 @@ impl Transport for HttpTransport {
                 // Wait (bounded) for the server to answer the GET, so the stream is open before
                 // the first request: whatever the server sends on it from then on is seen, and
                 // the server cannot take it for a later reconnection.
-                if let Some(opened) = self.start_get_stream() {
-                    if tokio::time::timeout(GET_STREAM_OPEN_WAIT, opened)
+                if let Some(opened) = self.start_get_stream()
+                    && tokio::time::timeout(GET_STREAM_OPEN_WAIT, opened)
                         .await
                         .is_err()
-                    {
-                        tracing::debug!("standalone GET stream not answered yet; going on");
-                    }
+                {
+                    tracing::debug!("standalone GET stream not answered yet; going on");
                 }
             }
             Ok(())
