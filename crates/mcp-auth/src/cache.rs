@@ -62,6 +62,33 @@ impl ClockSource {
         }
     }
 
+    /// `at` in the form the hot path compares fastest: for the tokio clock, a tokio
+    /// `Instant` (no wall-time arithmetic per call).
+    fn deadline(&self, at: Option<SystemTime>) -> Deadline {
+        let Some(at) = at else {
+            return Deadline::Never;
+        };
+        match self {
+            Self::Tokio { anchor, start } => match at.duration_since(*anchor) {
+                Ok(after) => start
+                    .checked_add(after)
+                    .map_or(Deadline::Never, Deadline::Tokio),
+                Err(_) => Deadline::Tokio(*start),
+            },
+            Self::Custom(_) => Deadline::Wall(at),
+        }
+    }
+
+    /// True while `deadline` has not been reached.
+    #[inline]
+    fn before(&self, deadline: Deadline) -> bool {
+        match deadline {
+            Deadline::Never => true,
+            Deadline::Tokio(at) => tokio::time::Instant::now() < at,
+            Deadline::Wall(at) => self.now() < at,
+        }
+    }
+
     #[inline]
     fn now(&self) -> SystemTime {
         match self {
@@ -69,6 +96,14 @@ impl ClockSource {
             Self::Custom(clock) => clock.now(),
         }
     }
+}
+
+/// A refresh point as the hot path reads it.
+#[derive(Clone, Copy, Debug)]
+enum Deadline {
+    Never,
+    Tokio(tokio::time::Instant),
+    Wall(SystemTime),
 }
 
 /// When and how [`CachedTokenSource`] refreshes tokens. Builder-style; every setting has a
@@ -200,6 +235,8 @@ struct Entry {
     /// or after a failed refresh the retry time, never later than expiry. `None`: the token
     /// has no expiry and is kept until rejected.
     refresh_at: Option<SystemTime>,
+    /// `refresh_at` for the hot path.
+    deadline: Deadline,
     /// When the background task next tries: `refresh_at`, except after a failed refresh of an
     /// expired token, when it is the retry time.
     next_attempt: Option<SystemTime>,
@@ -427,11 +464,10 @@ impl<S: TokenSource> CachedTokenSource<S> {
     pub fn cached(&self, request: &TokenRequest) -> Option<AccessToken> {
         let guard = self.shared.state.load();
         let entry = guard.as_deref()?;
-        let now = match entry.refresh_at {
-            Some(_) => self.shared.clock.now(),
-            None => SystemTime::UNIX_EPOCH,
-        };
-        entry.is_fresh(now, request).then(|| entry.token.clone())
+        (self.shared.clock.before(entry.deadline)
+            && entry.covers(&request.scopes)
+            && !entry.is_rejected_by(request))
+        .then(|| entry.token.clone())
     }
 
     /// A token for `request`: [`TokenSource::token`] without boxing the future.
@@ -443,7 +479,8 @@ impl<S: TokenSource> CachedTokenSource<S> {
         if let Some(token) = self.cached(request) {
             return Ok(token);
         }
-        self.shared.token_slow(request).await
+        // Boxed so that this future stays small: moving it costs the hot path nothing.
+        Box::pin(self.shared.token_slow(request)).await
     }
 
     /// When the cached token will next be refreshed: its jittered refresh point, or after a
@@ -642,6 +679,7 @@ impl<S: TokenSource> Shared<S> {
                 self.state.store(Some(Arc::new(Entry {
                     token: token.clone(),
                     refresh_at,
+                    deadline: self.clock.deadline(refresh_at),
                     next_attempt: refresh_at,
                     requested: scopes,
                 })));
@@ -662,10 +700,11 @@ impl<S: TokenSource> Shared<S> {
                         ) =>
                     {
                         let valid = !entry.token.is_expired_at(now);
-                        let expires = entry.token.expires_at();
+                        let refresh_at = entry.token.expires_at().map(|at| at.min(retry_at));
                         self.state.store(Some(Arc::new(Entry {
                             token: entry.token.clone(),
-                            refresh_at: expires.map(|at| at.min(retry_at)),
+                            refresh_at,
+                            deadline: self.clock.deadline(refresh_at),
                             next_attempt: Some(retry_at),
                             requested: Arc::clone(&entry.requested),
                         })));
