@@ -2,6 +2,7 @@
 //! refresh in front of any [`TokenSource`], and its [`RefreshPolicy`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
@@ -470,17 +471,25 @@ impl<S: TokenSource> CachedTokenSource<S> {
         .then(|| entry.token.clone())
     }
 
-    /// A token for `request`: [`TokenSource::token`] without boxing the future.
+    /// A token for `request`: [`TokenSource::token`] without boxing the future on the hot
+    /// path. Like `token()`, it looks at the cache when called, not when first polled: await
+    /// it right away.
     ///
     /// # Errors
     ///
     /// See the [type-level documentation](Self#errors).
-    pub async fn get(&self, request: &TokenRequest) -> Result<AccessToken, Error> {
-        if let Some(token) = self.cached(request) {
-            return Ok(token);
+    pub fn get<'a>(
+        &'a self,
+        request: &'a TokenRequest,
+    ) -> impl Future<Output = Result<AccessToken, Error>> + Send + 'a {
+        // The hot path runs here, before the first poll; the future then only hands it over.
+        let hot = self.cached(request);
+        async move {
+            match hot {
+                Some(token) => Ok(token),
+                None => Box::pin(self.shared.token_slow(request)).await,
+            }
         }
-        // Boxed so that this future stays small: moving it costs the hot path nothing.
-        Box::pin(self.shared.token_slow(request)).await
     }
 
     /// When the cached token will next be refreshed: its jittered refresh point, or after a
