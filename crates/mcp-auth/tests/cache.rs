@@ -10,7 +10,7 @@
 use std::error::Error as _;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use mcp_auth::{
@@ -164,6 +164,7 @@ async fn get(cache: &CachedTokenSource<Arc<Script>>) -> AccessToken {
 
 #[tokio::test(start_paused = true)]
 async fn refresh_happens_at_the_jittered_point_with_a_fixed_seed() {
+    logs();
     let policy = RefreshPolicy::new().refresh_before(WINDOW).jitter_seed(42);
     let cache = cache_with(Script::new(), policy.clone());
     let script = Arc::clone(cache.inner());
@@ -199,6 +200,7 @@ async fn refresh_happens_at_the_jittered_point_with_a_fixed_seed() {
 
 #[tokio::test(start_paused = true)]
 async fn jitter_spreads_refresh_points_across_seeds_within_the_window() {
+    logs();
     let jitter = 0.5;
     let mut points = Vec::new();
     let mut expiry = None;
@@ -225,6 +227,7 @@ async fn jitter_spreads_refresh_points_across_seeds_within_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_callers_on_an_empty_cache_make_one_inner_call() {
+    logs();
     let cache = cache_with(Script::new().delay(Duration::from_millis(100)), policy());
     let mut tasks = JoinSet::new();
     for i in 0..1000 {
@@ -245,6 +248,7 @@ async fn a_thousand_callers_on_an_empty_cache_make_one_inner_call() {
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_callers_past_the_refresh_point_make_one_call_and_none_waits() {
+    logs();
     // The refresh (call #1) blocks until the test opens the gate.
     let cache = cache_with(Script::new().gate_from(1), policy());
     let script = Arc::clone(cache.inner());
@@ -277,6 +281,7 @@ async fn a_thousand_callers_past_the_refresh_point_make_one_call_and_none_waits(
 
 #[tokio::test(start_paused = true)]
 async fn fifty_concurrent_rejections_of_one_token_make_one_refresh() {
+    logs();
     let cache = cache_with(Script::new().delay(Duration::from_millis(50)), policy());
     let old = get(&cache).await;
     let mut tasks = JoinSet::new();
@@ -299,6 +304,7 @@ async fn fifty_concurrent_rejections_of_one_token_make_one_refresh() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_refresh_keeps_serving_the_valid_token_and_backs_off() {
+    logs();
     let policy = policy().retry_backoff(Duration::from_secs(1), Duration::from_secs(30));
     let cache = cache_with(Script::new(), policy);
     let script = Arc::clone(cache.inner());
@@ -340,6 +346,7 @@ async fn a_failed_refresh_keeps_serving_the_valid_token_and_backs_off() {
 
 #[tokio::test(start_paused = true)]
 async fn an_expired_token_whose_refresh_fails_is_an_error_not_the_stale_token() {
+    logs();
     let cache = cache_with(Script::new(), policy());
     let script = Arc::clone(cache.inner());
     let first = get(&cache).await;
@@ -369,6 +376,7 @@ async fn an_expired_token_whose_refresh_fails_is_an_error_not_the_stale_token() 
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_callers_share_one_failed_fetch() {
+    logs();
     let cache = cache_with(Script::new().delay(Duration::from_millis(50)), policy());
     cache.inner().fail.store(true, Ordering::SeqCst);
     let mut tasks = JoinSet::new();
@@ -392,6 +400,7 @@ async fn concurrent_callers_share_one_failed_fetch() {
 
 #[tokio::test(start_paused = true)]
 async fn background_refresh_runs_without_callers_and_stops_when_dropped() {
+    logs();
     let cache = cache_with(Script::new(), policy().background_refresh(true));
     let script = Arc::clone(cache.inner());
     let first = get(&cache).await;
@@ -425,6 +434,7 @@ async fn background_refresh_runs_without_callers_and_stops_when_dropped() {
 
 #[tokio::test(start_paused = true)]
 async fn scopes_the_token_lacks_are_fetched_with_the_union_and_the_callers_request() {
+    logs();
     let cache = cache_with(Script::new(), policy());
     let a = cache.get(&TokenRequest::new().scopes(["a"])).await.unwrap();
     assert_eq!(a.scopes(), ["a"]);
@@ -454,6 +464,7 @@ async fn scopes_the_token_lacks_are_fetched_with_the_union_and_the_callers_reque
 
 #[tokio::test(start_paused = true)]
 async fn a_token_shorter_lived_than_the_window_refreshes_in_the_last_half_of_its_life() {
+    logs();
     let script = Script::new();
     script.expires_in.store(60, Ordering::SeqCst);
     let cache = cache_with(
@@ -484,6 +495,7 @@ async fn a_token_shorter_lived_than_the_window_refreshes_in_the_last_half_of_its
 
 #[tokio::test(start_paused = true)]
 async fn a_token_expired_on_arrival_is_an_error_and_does_not_loop() {
+    logs();
     let script = Script::new();
     script.expires_in.store(-5, Ordering::SeqCst);
     let cache = cache_with(script, policy());
@@ -501,6 +513,7 @@ async fn a_token_expired_on_arrival_is_an_error_and_does_not_loop() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rotated_credential_is_seen_after_the_refresh() {
+    logs();
     let script = Script::new();
     *script.prefix.lock().unwrap() = "key-a".to_owned();
     let cache = cache_with(script, policy());
@@ -525,6 +538,7 @@ async fn a_rotated_credential_is_seen_after_the_refresh() {
 
 #[tokio::test(start_paused = true)]
 async fn the_default_clock_follows_tokio_time_and_works_behind_a_trait_object() {
+    logs();
     /// Issues tokens valid for 10 minutes of wall-clock time.
     struct WallClock(AtomicUsize);
     impl TokenSource for WallClock {
@@ -579,6 +593,28 @@ impl Captured {
     }
 }
 
+/// Every event and span of this test binary, at TRACE, captured as text.
+///
+/// One process-wide subscriber, installed before any test emits an event: with per-test
+/// `set_default` subscribers, a callsite first hit by a test running in parallel without one
+/// can keep a cached "not interested" and lose the canary test's events.
+fn logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            .with_writer({
+                let captured = captured.clone();
+                move || captured.clone()
+            })
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
 /// Issues the canary token (one `Secret`, shared by every clone) until told to fail.
 struct Canary {
     token: AccessToken,
@@ -607,22 +643,12 @@ impl TokenSource for Canary {
 
 #[tokio::test(start_paused = true)]
 async fn canary_token_never_reaches_logs_errors_or_debug_output() {
+    logs();
     let canary = format!(
         "canary-token-{:016x}{:016x}",
         fastrand::u64(..),
         fastrand::u64(..)
     );
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-
     let start = Instant::now();
     let issued = AccessToken::new(canary.as_str(), Some(base() + Duration::from_secs(3600)))
         .with_scopes(["s"]);
@@ -674,9 +700,9 @@ async fn canary_token_never_reaches_logs_errors_or_debug_output() {
         }
     }
     shown.push(format!("{cache:?}"));
-    drop(_default);
 
-    let logs = captured.text();
+    // The log holds every test's events (one process-wide subscriber); none knows the canary.
+    let logs = logs().text();
     assert!(logs.contains("access token refreshed"), "{logs}");
     assert!(logs.contains("access token refresh failed"), "{logs}");
     assert!(!logs.contains(&canary), "token in logs:\n{logs}");
