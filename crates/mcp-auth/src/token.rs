@@ -14,74 +14,80 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A bearer token and when it stops being valid.
 ///
-/// Cloning is cheap (the secret is reference-counted). `Debug` never shows the token.
+/// Cloning is one reference-count increment (the cached-token hot path hands out clones).
+/// `Debug` never shows the token.
 #[derive(Clone)]
-pub struct AccessToken {
+pub struct AccessToken(Arc<TokenInner>);
+
+struct TokenInner {
     secret: Secret,
     expires_at: Option<SystemTime>,
-    scopes: Arc<[String]>,
+    scopes: Box<[String]>,
 }
 
 impl AccessToken {
     /// A token valid until `expires_at` (`None`: the issuer did not say; it is used until a
     /// server rejects it).
     pub fn new(secret: impl Into<Secret>, expires_at: Option<SystemTime>) -> Self {
-        Self {
+        Self(Arc::new(TokenInner {
             secret: secret.into(),
             expires_at,
-            scopes: Arc::from(Vec::new()),
-        }
+            scopes: Box::default(),
+        }))
     }
 
     /// Records the scopes the token was granted (the token response's `scope`, or the scopes
     /// requested when the response did not say).
     #[must_use]
-    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    pub fn with_scopes<I, S>(self, scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
-        self
+        Self(Arc::new(TokenInner {
+            secret: self.0.secret.clone(),
+            expires_at: self.0.expires_at,
+            scopes: scopes.into_iter().map(Into::into).collect(),
+        }))
     }
 
     /// The bearer value.
     pub fn secret(&self) -> &Secret {
-        &self.secret
+        &self.0.secret
     }
 
     /// When the token expires, if known.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires_at
+        self.0.expires_at
     }
 
     /// The scopes the token carries (empty if unknown).
     pub fn scopes(&self) -> &[String] {
-        &self.scopes
+        &self.0.scopes
     }
 
     /// True if the token is past its expiry at `now`. A token without an expiry never is.
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
+        self.0.expires_at.is_some_and(|at| at <= now)
     }
 
     /// True if the token carries every scope in `wanted`.
     pub fn has_scopes(&self, wanted: &[String]) -> bool {
-        wanted.iter().all(|w| self.scopes.iter().any(|s| s == w))
+        wanted.iter().all(|w| self.0.scopes.iter().any(|s| s == w))
     }
 
     /// True if both are clones of the same issued token (pointer comparison of the secret).
     pub fn same_token(&self, other: &AccessToken) -> bool {
-        self.secret.ptr_eq(&other.secret)
+        self.0.secret.ptr_eq(&other.0.secret)
     }
 }
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("secret", &self.secret)
-            .field("expires_at", &self.expires_at)
-            .field("scopes", &self.scopes)
+            .field("secret", &self.0.secret)
+            .field("expires_at", &self.0.expires_at)
+            .field("scopes", &self.0.scopes)
             .finish()
     }
 }
