@@ -118,6 +118,7 @@ fn clippy() -> Result<(), String> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--locked",
         "--",
         "-D",
@@ -131,19 +132,32 @@ fn test() -> Result<(), String> {
             "nextest",
             "run",
             "--workspace",
+            "--all-features",
             "--locked",
             "--no-fail-fast",
         ]))?;
         // nextest does not run doctests.
-        run(cargo().args(["test", "--workspace", "--locked", "--doc"]))
+        run(cargo().args(["test", "--workspace", "--all-features", "--locked", "--doc"]))
     } else {
-        run(cargo().args(["test", "--workspace", "--locked", "--no-fail-fast"]))
+        run(cargo().args([
+            "test",
+            "--workspace",
+            "--all-features",
+            "--locked",
+            "--no-fail-fast",
+        ]))
     }
 }
 
 fn doc() -> Result<(), String> {
     run(cargo()
-        .args(["doc", "--workspace", "--no-deps", "--locked"])
+        .args([
+            "doc",
+            "--workspace",
+            "--all-features",
+            "--no-deps",
+            "--locked",
+        ])
         .env("RUSTDOCFLAGS", "-D warnings"))
 }
 
@@ -160,7 +174,8 @@ fn deny() -> Result<(), String> {
     if offline {
         cmd.arg("--offline");
     }
-    run(cmd.args(["check"]))
+    // Every optional dependency (mcp-auth's azure_core, ...) is checked too.
+    run(cmd.args(["--all-features", "check"]))
 }
 
 fn fuzz_check() -> Result<(), String> {
