@@ -17,6 +17,9 @@ pub(crate) const TARGETS: &[&str] = &[
     "jsonrpc_decode",
     "tool_schema_headers",
     "tool_arguments",
+    "www_authenticate",
+    "oauth_metadata",
+    "token_response",
 ];
 
 /// Seconds per target in `cargo xtask ci`.
