@@ -85,7 +85,9 @@ const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// when a challenge names a different `resource_metadata` URL. The credentials are bound to
 /// the first authorization server used (MCP "Authorization Server Binding"): if the resource
 /// later points elsewhere, `token()` fails with [`Error::is_discovery`] instead of sending the
-/// credentials to another server.
+/// credentials to another server. On first contact the client trusts the authorization server
+/// the MCP server names: pin it with [`issuer`](OAuthClientBuilder::issuer) (or configure the
+/// token endpoint) when the credentials must never reach another server.
 ///
 /// # The challenge contract
 ///
