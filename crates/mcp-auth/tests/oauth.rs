@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -790,6 +790,8 @@ async fn scripted_credentials_stay_bound_to_the_first_authorization_server() {
     );
 }
 
+/// A 2048-bit RSA PKCS#8 key generated with `openssl genpkey` for this test only; it
+/// protects nothing.
 const TEST_RSA_KEY: &str = include_str!("oauth_test_rsa.pem");
 
 /// Verifies a client assertion the way an authorization server does.
@@ -995,17 +997,28 @@ impl std::io::Write for Buffer {
     }
 }
 
+/// Everything this test binary logs at TRACE, from every test: one process-wide subscriber,
+/// so no event is lost to tracing's per-callsite interest cache (which a thread-scoped
+/// subscriber in parallel tests can race with).
+fn logs() -> &'static Buffer {
+    static LOGS: OnceLock<Buffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Buffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
 #[tokio::test]
 async fn secrets_never_reach_logs_debug_display_or_errors() {
     const SECRET: &str = "canary-secret-7f3a9c";
     const TOKEN: &str = "canary-token-b81d2e";
-    let logs = Buffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = logs();
 
     // Token endpoint: good token for the right secret; echoes the secret otherwise; a token
     // inside an invalid response at /bad.
@@ -1057,7 +1070,6 @@ async fn secrets_never_reach_logs_debug_display_or_errors() {
     .unwrap_err();
     shown += &format!("{err} {err:?}");
 
-    drop(_guard);
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("requesting an access token"),
