@@ -532,10 +532,9 @@ impl Core {
     /// `first · 2^opens`, at most the max, times the jitter factor.
     fn open_duration(&mut self) -> Duration {
         let c = &self.config;
-        let doublings = self.opens.min(32);
         let nominal = c
             .open_duration
-            .saturating_mul(1u32 << doublings.min(31))
+            .saturating_mul(1u32 << self.opens.min(31))
             .min(c.max_open_duration);
         let factor = 1.0 - c.open_jitter + 2.0 * c.open_jitter * self.rng.f64();
         Duration::try_from_secs_f64(nominal.as_secs_f64() * factor).unwrap_or(nominal)

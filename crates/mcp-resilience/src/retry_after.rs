@@ -254,18 +254,24 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 /// The Gregorian year `t` falls in (UTC).
 fn year_of(t: SystemTime) -> i64 {
-    let days = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs() / 86_400).unwrap_or(i64::MAX / 2),
-        Err(e) => -i64::try_from(e.duration().as_secs() / 86_400).unwrap_or(i64::MAX / 2) - 1,
+    // Seconds since the epoch, negative before it; far-off times are clamped (only the
+    // two-digit-year pivot reads this).
+    const LIMIT: i64 = 1 << 50;
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(LIMIT).min(LIMIT),
+        Err(e) => -i64::try_from(e.duration().as_secs())
+            .unwrap_or(LIMIT)
+            .min(LIMIT),
     };
+    let days = secs.div_euclid(86_400);
     // Inverse of `days_from_civil`, year only.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month_from_march = mp;
+    // Months counted from March: 10 and 11 are January and February of the next year.
+    let month_from_march = (5 * doy + 2) / 153;
     yoe + era * 400 + i64::from(month_from_march >= 10)
 }
 
@@ -296,5 +302,11 @@ mod tests {
             assert_eq!(year_of(t), y, "{y}-{m}-{d}");
         }
         assert_eq!(year_of(UNIX_EPOCH - Duration::from_secs(1)), 1969);
+        assert_eq!(year_of(UNIX_EPOCH - Duration::from_secs(86_400)), 1969);
+        assert_eq!(
+            year_of(UNIX_EPOCH - Duration::from_secs(366 * 86_400)),
+            1968
+        );
+        let _ = year_of(UNIX_EPOCH - Duration::from_secs(u64::MAX / 4));
     }
 }

@@ -1,11 +1,16 @@
 //! Captures tracing events (name, target, level, fields) into a buffer, so tests can assert
 //! on the stable event names and fields that serve as metric hooks.
+//!
+//! One process-wide subscriber routes each event to the buffer installed on the emitting
+//! thread. (A per-test thread-local default subscriber loses events now and then: tracing
+//! caches each callsite's interest process-wide, and tests running in parallel race on it.)
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -28,13 +33,34 @@ impl Captured {
     }
 }
 
-/// The buffer; install it as the thread's default subscriber with [`Events::install`].
+/// The buffer; [`Events::install`] makes it receive this thread's events.
 #[derive(Clone, Default)]
 pub(crate) struct Events(Arc<Mutex<Vec<Captured>>>);
 
+thread_local! {
+    static CURRENT: RefCell<Option<Events>> = const { RefCell::new(None) };
+}
+
+/// Stops the capture when dropped.
+pub(crate) struct Capturing(());
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Events {
-    pub(crate) fn install(&self) -> tracing::subscriber::DefaultGuard {
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.clone()))
+    /// Captures the events emitted on this thread until the guard drops. Use a
+    /// current-thread runtime (the `#[tokio::test]` default) so tasks run here too.
+    pub(crate) fn install(&self) -> Capturing {
+        static GLOBAL: Once = Once::new();
+        GLOBAL.call_once(|| {
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(Router))
+                .expect("no other global subscriber in this test binary");
+        });
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.clone()));
+        Capturing(())
     }
 
     pub(crate) fn named(&self, name: &str) -> Vec<Captured> {
@@ -60,12 +86,18 @@ impl Visit for Fields<'_> {
     }
 }
 
-impl<S: Subscriber> Layer<S> for Events {
+/// The global layer: hands each event to the emitting thread's buffer, if any.
+struct Router;
+
+impl<S: Subscriber> Layer<S> for Router {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let Some(events) = CURRENT.with(|c| c.borrow().clone()) else {
+            return;
+        };
         let meta = event.metadata();
         let mut fields = BTreeMap::new();
         event.record(&mut Fields(&mut fields));
-        self.0.lock().unwrap().push(Captured {
+        events.0.lock().unwrap().push(Captured {
             name: meta.name().to_owned(),
             target: meta.target().to_owned(),
             level: *meta.level(),
