@@ -83,7 +83,7 @@ async fn a_client_not_granted_the_scope_gets_a_clear_error() {
         .await
         .unwrap();
     let (mcp, _layer) = client_with(&server, client.id, Secret::new(key.expose())).await;
-    let err = mcp.err().expect("the connection cannot be authorized");
+    let err = mcp.expect_err("the connection cannot be authorized");
     // The token endpoint refuses the stepped-up scope (`invalid_scope`); the chain says so.
     let mut cause: Option<&dyn std::error::Error> = Some(&err);
     let mut auth = None;
