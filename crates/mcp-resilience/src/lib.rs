@@ -13,6 +13,8 @@
 //!   minimum throughput, jittered and growing open time, half-open probes, slow calls).
 //! - [`retry`]: [`RetryPolicy`] composes them; [`RetryPolicy::execute`] runs an operation
 //!   under it, with the idempotency rule built in.
+//! - [`layer`]: [`RetryLayer`] and [`CircuitBreakerLayer`], tower layers over the transport's
+//!   HTTP service, which tell idempotent requests from the JSON-RPC body.
 //!
 //! # Status
 //!
@@ -75,6 +77,7 @@ pub mod breaker;
 pub mod budget;
 pub mod classify;
 mod error;
+pub mod layer;
 pub mod retry;
 pub mod retry_after;
 
@@ -83,4 +86,5 @@ pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakers};
 pub use budget::{BudgetConfig, RetryBudget};
 pub use classify::{Classify, DefaultClassifier, Verdict};
 pub use error::{BoxError, Error};
+pub use layer::{CircuitBreakerLayer, RetryLayer};
 pub use retry::{Attempt, Idempotency, IdempotencyKey, RetryPolicy};
