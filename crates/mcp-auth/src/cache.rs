@@ -362,10 +362,15 @@ struct Shared<S> {
 /// - if a cached token **expired** and refreshing it failed: [`Error::is_expired`], unless the
 ///   inner error says something the caller must act on differently, which is kept:
 ///   [`is_token_endpoint`](Error::is_token_endpoint) (credentials refused: retrying will not
-///   help), [`is_config`](Error::is_config), [`is_challenge_required`](Error::is_challenge_required)
-///   and [`is_insufficient_scope`](Error::is_insufficient_scope). Unreachable endpoints,
-///   invalid responses and discovery failures become `is_expired`.
+///   help), [`is_config`](Error::is_config), [`is_challenge_required`](Error::is_challenge_required),
+///   [`is_insufficient_scope`](Error::is_insufficient_scope),
+///   [`is_authorization_denied`](Error::is_authorization_denied) and
+///   [`is_invalid_authorization_response`](Error::is_invalid_authorization_response).
+///   Unreachable endpoints, invalid responses and discovery failures become `is_expired`.
 /// - otherwise (no token yet, the token was rejected, scopes it lacks): the inner error's kind.
+///
+/// A failure with [`is_challenge_required`](Error::is_challenge_required) does not hold back
+/// a request that carries a challenge: the source said it needed one, and now it has it.
 ///
 /// A token that has already expired when it arrives (typically this machine's clock is ahead
 /// of the issuer's by more than the token's lifetime) is not used: the fetch counts as failed
@@ -621,6 +626,8 @@ impl<S: TokenSource> Shared<S> {
         if let Some(failure) = &guard.failure
             && failure.scopes.iter().all(|s| wanted.contains(s))
             && (now < failure.retry_at || self.attempts.load(Ordering::Acquire) != attempts_before)
+            // A source that waited for the server's challenge gets its chance once it has one.
+            && !(failure.error.is_challenge_required() && request.challenge.is_some())
         {
             return Err(caller_error(failure, expired, now));
         }
@@ -814,7 +821,12 @@ fn caller_error(failure: &Failure, had_expired_token: bool, now: SystemTime) -> 
     let inner = kind_of(&failure.error);
     let keep = matches!(
         inner,
-        Kind::TokenEndpoint | Kind::Config | Kind::ChallengeRequired | Kind::InsufficientScope
+        Kind::TokenEndpoint
+            | Kind::Config
+            | Kind::ChallengeRequired
+            | Kind::InsufficientScope
+            | Kind::AuthorizationDenied
+            | Kind::InvalidAuthorizationResponse
     );
     let kind = if had_expired_token && !keep {
         Kind::Expired
@@ -850,6 +862,10 @@ fn kind_of(error: &Error) -> Kind {
         Kind::Config
     } else if error.is_challenge_required() {
         Kind::ChallengeRequired
+    } else if error.is_authorization_denied() {
+        Kind::AuthorizationDenied
+    } else if error.is_invalid_authorization_response() {
+        Kind::InvalidAuthorizationResponse
     } else {
         Kind::Unreachable
     }

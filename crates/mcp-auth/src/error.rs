@@ -34,6 +34,8 @@ pub(crate) enum Kind {
     Config,
     ChallengeRequired,
     Unreachable,
+    AuthorizationDenied,
+    InvalidAuthorizationResponse,
     Other,
 }
 
@@ -122,6 +124,22 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(self.inner.kind, Kind::Config)
     }
+
+    /// Returns true if the authorization-code flow ended without a grant: the authorization
+    /// endpoint answered with an error (`access_denied` when the user declined, or
+    /// `invalid_scope`, `unauthorized_client`, ...; the code is in the message), refused the
+    /// request outright, or no answer came back before the handler's deadline.
+    pub fn is_authorization_denied(&self) -> bool {
+        matches!(self.inner.kind, Kind::AuthorizationDenied)
+    }
+
+    /// Returns true if the authorization response was refused as invalid before its code was
+    /// used: a `state` that is not the one sent, an RFC 9207 `iss` that is not the
+    /// authorization server's issuer (or missing when the server advertises it), a callback
+    /// to another address than the redirect URI, or no `code`.
+    pub fn is_invalid_authorization_response(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidAuthorizationResponse)
+    }
 }
 
 impl fmt::Debug for Error {
@@ -151,6 +169,8 @@ impl fmt::Display for Error {
                 "token source needs the resource server's WWW-Authenticate challenge first"
             }
             Kind::Unreachable => "authorization server unreachable",
+            Kind::AuthorizationDenied => "authorization was not granted",
+            Kind::InvalidAuthorizationResponse => "authorization response refused",
             Kind::Other => "token source failed",
         })?;
         if let Some(context) = &self.inner.context {

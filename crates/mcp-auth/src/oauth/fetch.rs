@@ -117,6 +117,31 @@ impl Fetcher {
         self.send(request).await
     }
 
+    /// `POST url` with a JSON body (RFC 7591 client registration).
+    pub(crate) async fn post_json(&self, url: &Url, body: String) -> Result<Reply, FetchError> {
+        let request = http::Request::builder()
+            .method(Method::POST)
+            .uri(url.as_str())
+            .header(ACCEPT, JSON)
+            .header(CONTENT_TYPE, JSON)
+            .body(Bytes::from(body))
+            .map_err(FetchError::BadRequest)?;
+        self.send(request).await
+    }
+
+    /// `GET url` as a browser would ask for a page (`Accept: text/html`), with no credentials
+    /// of any kind: the headless authorization step. Redirects are not followed (the service
+    /// never follows them); the answer comes back as it is.
+    pub(crate) async fn get_page(&self, url: &Url) -> Result<Reply, FetchError> {
+        let request = http::Request::builder()
+            .method(Method::GET)
+            .uri(url.as_str())
+            .header(ACCEPT, HeaderValue::from_static("text/html"))
+            .body(Bytes::new())
+            .map_err(FetchError::BadRequest)?;
+        self.send(request).await
+    }
+
     async fn send(&self, request: HttpRequest) -> Result<Reply, FetchError> {
         let exchange = async {
             let response = self

@@ -25,10 +25,14 @@
 //! ```
 
 mod assertion;
+mod authorization_code;
 mod discovery;
 mod fetch;
 mod json;
 mod metadata;
+mod pkce;
+mod redirect;
+mod registration;
 mod token_request;
 mod token_response;
 
@@ -45,7 +49,9 @@ use crate::error::Kind;
 use crate::{AccessToken, BoxFuture, Error, Secret, TokenRequest, TokenSource};
 
 pub use assertion::{JWT_BEARER_ASSERTION_TYPE, PrivateKey};
+pub use authorization_code::AuthorizationCodeBuilder;
 pub use metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+pub use redirect::{AuthorizationHandler, AuthorizationRequest, HeadlessHandler, LoopbackHandler};
 pub use token_request::AuthMethod;
 pub use token_response::{MAX_EXPIRES_IN, TokenErrorResponse, TokenResponse};
 
@@ -138,6 +144,8 @@ struct Inner {
     allow_insecure_http: bool,
     fetcher: Fetcher,
     discovered: tokio::sync::Mutex<Option<Arc<Discovered>>>,
+    /// The authorization-code grant's settings and state (`None`: client credentials).
+    code: Option<authorization_code::CodeFlow>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +180,29 @@ impl OAuthClient {
     /// (`private_key_jwt`, RFC 7523 §2.2).
     pub fn private_key_jwt(client_id: impl Into<String>, key: PrivateKey) -> OAuthClientBuilder {
         OAuthClientBuilder::new(client_id.into(), Credential::PrivateKey(key))
+    }
+
+    /// An authorization-code client (OAuth 2.1 with PKCE `S256`) acting for a person: `handler`
+    /// takes the user agent through each authorization ([`LoopbackHandler`] for a browser,
+    /// [`HeadlessHandler`] for servers that approve without one). The client registers
+    /// itself (pre-registered [`client_id`](AuthorizationCodeBuilder::client_id), a
+    /// [Client ID Metadata Document](AuthorizationCodeBuilder::client_metadata_url), or RFC
+    /// 7591 dynamic registration) and keeps refresh tokens in memory. See
+    /// [the authorization-code grant](OAuthClient#the-authorization-code-grant).
+    ///
+    /// ```
+    /// use mcp_auth::oauth::{HeadlessHandler, OAuthClient};
+    ///
+    /// let client = OAuthClient::authorization_code(HeadlessHandler::new())
+    ///     .server_url("https://mcp.example.com/mcp")
+    ///     .client_id("registered-client")
+    ///     .client_secret("its-secret")
+    ///     .build()?;
+    /// assert!(!format!("{client:?}").contains("its-secret"));
+    /// # Ok::<(), mcp_auth::Error>(())
+    /// ```
+    pub fn authorization_code(handler: impl AuthorizationHandler) -> AuthorizationCodeBuilder {
+        AuthorizationCodeBuilder::new(Arc::new(handler))
     }
 
     /// The client id.
@@ -398,13 +429,18 @@ impl OAuthClient {
                     .find(|method| m.supports_auth_method(method.as_str()))
                     .ok_or_else(|| refuse(AuthMethod::ClientSecretBasic, m)),
             },
+            // Only authorization-code clients are public; their flow picks its own method.
+            Credential::None => Ok(AuthMethod::None),
         }
     }
 }
 
 impl TokenSource for OAuthClient {
     fn token<'a>(&'a self, request: &'a TokenRequest) -> BoxFuture<'a, Result<AccessToken, Error>> {
-        Box::pin(self.fetch(request))
+        match &self.inner.code {
+            Some(flow) => Box::pin(flow.token(self, request)),
+            None => Box::pin(self.fetch(request)),
+        }
     }
 }
 
@@ -425,6 +461,7 @@ impl fmt::Debug for OAuthClient {
                 },
             )
             .field("issuer", &inner.issuer)
+            .field("authorization_code", &inner.code)
             .finish_non_exhaustive()
     }
 }
@@ -444,6 +481,7 @@ pub struct OAuthClientBuilder {
     timeout: Duration,
     max_response_bytes: usize,
     allow_insecure_http: bool,
+    code: Option<authorization_code::CodeFlow>,
 }
 
 impl OAuthClientBuilder {
@@ -462,6 +500,7 @@ impl OAuthClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             allow_insecure_http: false,
+            code: None,
         }
     }
 
@@ -582,7 +621,7 @@ impl OAuthClientBuilder {
     /// built.
     pub fn build(self) -> Result<OAuthClient, Error> {
         let config = |what: String| Error::new(Kind::Config).with_context(what);
-        if self.client_id.is_empty() {
+        if self.client_id.is_empty() && self.code.is_none() {
             return Err(config("the client id is empty".into()));
         }
         match (&self.credential, self.auth_method) {
@@ -656,6 +695,7 @@ impl OAuthClientBuilder {
                 allow_insecure_http: insecure,
                 fetcher: Fetcher::new(service, self.timeout, self.max_response_bytes),
                 discovered: tokio::sync::Mutex::new(None),
+                code: self.code,
             }),
         })
     }

@@ -31,6 +31,10 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// A JWT signed with the client's private key (RFC 7523 §2.2).
     PrivateKeyJwt,
+    /// No client authentication: a public client sends its `client_id` in the body (RFC 6749
+    /// §2.1; authorization-code clients registered with `none` or identified by a client ID
+    /// metadata document).
+    None,
 }
 
 impl AuthMethod {
@@ -40,6 +44,7 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
         }
     }
 }
@@ -55,6 +60,8 @@ impl fmt::Display for AuthMethod {
 pub(crate) enum Credential {
     Secret(Secret),
     PrivateKey(PrivateKey),
+    /// A public client: nothing to authenticate with.
+    None,
 }
 
 impl fmt::Debug for Credential {
@@ -62,6 +69,7 @@ impl fmt::Debug for Credential {
         match self {
             Credential::Secret(s) => f.debug_tuple("Secret").field(s).finish(),
             Credential::PrivateKey(k) => f.debug_tuple("PrivateKey").field(k).finish(),
+            Credential::None => f.write_str("None"),
         }
     }
 }
@@ -132,6 +140,10 @@ impl Exchange<'_> {
                 form.append_pair("client_assertion", assertion.expose_secret());
                 assertion
             }
+            (AuthMethod::None, _) => {
+                form.append_pair("client_id", self.client_id);
+                Secret::new(String::new())
+            }
             (method, _) => {
                 return Err(Error::new(Kind::Config).with_context(format!(
                     "client authentication {method} does not fit the configured credential"
@@ -143,9 +155,23 @@ impl Exchange<'_> {
 
     /// Sends the request with the grant's parameters (`grant_type` first) and reads the answer.
     pub(crate) async fn send(&self, grant: &[(&str, &str)]) -> Result<AccessToken, Error> {
+        let (response, issued_at) = self.exchange(grant, &[]).await?;
+        Ok(response.into_access_token(self.scopes, issued_at))
+    }
+
+    /// [`send`](Self::send), returning the whole token response (its refresh token too) and
+    /// when it was requested. `secrets` are grant values (a code, a verifier, a refresh token)
+    /// that an error description must not repeat, besides the client credential.
+    pub(crate) async fn exchange(
+        &self,
+        grant: &[(&str, &str)],
+        secrets: &[&Secret],
+    ) -> Result<(TokenResponse, SystemTime), Error> {
         let endpoint = shown(self.endpoint);
         let scope = self.scopes.join(" ");
-        let (body, headers, sent_secret) = self.prepare(grant)?;
+        let (body, headers, credential) = self.prepare(grant)?;
+        let mut sent: Vec<&Secret> = secrets.to_vec();
+        sent.push(&credential);
         tracing::debug!(
             token_endpoint = %endpoint,
             grant_type = grant.first().map_or("", |(_, v)| *v),
@@ -170,7 +196,7 @@ impl Exchange<'_> {
                 Ok(response) => Ok(response),
                 Err(e) => Err(match TokenErrorResponse::from_json(&reply.body) {
                     // An error body under a 2xx status: still the server's refusal.
-                    Ok(refusal) => refused(&endpoint, reply.status, &refusal, &sent_secret, None),
+                    Ok(refusal) => refused(&endpoint, reply.status, &refusal, &sent, None),
                     Err(_) => {
                         let mut context = format!("{endpoint} answered HTTP {}: {e}", reply.status);
                         if !reply.is_json() {
@@ -191,7 +217,7 @@ impl Exchange<'_> {
                     &endpoint,
                     reply.status,
                     &refusal,
-                    &sent_secret,
+                    &sent,
                     retry_after.as_deref(),
                 ),
                 Err(_) => Error::new(Kind::TokenEndpoint).with_context(format!(
@@ -209,7 +235,7 @@ impl Exchange<'_> {
                     granted_scope = ?response.scopes(),
                     "access token received"
                 );
-                Ok(response.into_access_token(self.scopes, issued_at))
+                Ok((response, issued_at))
             }
             Err(e) => {
                 tracing::warn!(token_endpoint = %endpoint, error = %e, "token request refused");
@@ -220,16 +246,20 @@ impl Exchange<'_> {
 }
 
 /// The error for an RFC 6749 §5.2 refusal: the code, and the description unless it repeats
-/// what the client sent.
+/// a secret the client sent.
 fn refused(
     endpoint: &str,
     status: http::StatusCode,
     refusal: &TokenErrorResponse,
-    sent: &Secret,
+    sent: &[&Secret],
     retry_after: Option<&str>,
 ) -> Error {
-    let secret = sent.expose_secret();
-    let echoes = |text: &str| !secret.is_empty() && text.contains(secret);
+    let echoes = |text: &str| {
+        sent.iter().any(|s| {
+            let secret = s.expose_secret();
+            !secret.is_empty() && text.contains(secret)
+        })
+    };
     let mut context = format!(
         "{endpoint} answered HTTP {} with `{}`",
         status,
@@ -237,12 +267,12 @@ fn refused(
     );
     if echoes(refusal.error()) {
         context = format!(
-            "{endpoint} answered HTTP {status} with an error code that repeats the credential"
+            "{endpoint} answered HTTP {status} with an error code that repeats a secret it was sent"
         );
     }
     match refusal.error_description() {
         Some(d) if echoes(d) => {
-            context.push_str(" (its description repeats the credential; not shown)")
+            context.push_str(" (its description repeats a secret it was sent; not shown)")
         }
         Some(d) => {
             context.push_str(": ");
