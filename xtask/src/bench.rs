@@ -1,5 +1,5 @@
-//! `cargo xtask bench [transport|server|codec|token_cache|all] [--quick]`: runs the benchmarks
-//! in `benches/`.
+//! `cargo xtask bench [transport|server|codec|token_cache|resilience|all] [--quick]`: runs the
+//! benchmarks in `benches/`.
 //!
 //! - `transport`: our MCP client vs the rmcp 3.x client vs a raw hyper POST (the floor), c=1
 //!   and c=64, against an rmcp server in a separate process; the table is printed and written
@@ -12,10 +12,15 @@
 //! - `codec`: criterion benchmarks of the JSON-RPC and SSE decoders.
 //! - `token_cache`: criterion benchmarks of `mcp-auth`'s warm-cache `token()`, uncontended and
 //!   on 1, 2, 4 and 8 threads (ns per call per thread).
+//! - `resilience`: retry strategies in simulated time (no sleeping, fixed seeds): the AWS
+//!   backoff simulator (clients contending on one optimistic-concurrency row) with none,
+//!   exponential, equal, full and decorrelated jitter and ours (full jitter + `RetryBudget`),
+//!   and retry amplification against an overloaded server with and without the budget;
+//!   written to `<target>/bench-results/resilience.md`. `--quick` runs fewer rounds.
 
 use crate::tools::{cargo, run};
 
-const BENCHES: &[&str] = &["transport", "server", "codec", "token_cache"];
+const BENCHES: &[&str] = &["transport", "server", "codec", "token_cache", "resilience"];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut quick = false;

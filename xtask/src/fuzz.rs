@@ -20,6 +20,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "www_authenticate",
     "oauth_metadata",
     "token_response",
+    "retry_after",
 ];
 
 /// Seconds per target in `cargo xtask ci`.
