@@ -37,10 +37,6 @@ pub(crate) enum Kind {
     RetriesExhausted,
     BudgetExhausted,
     CircuitOpen,
-    #[allow(
-        dead_code,
-        reason = "constructed by failover, which lands with part 2 of the mcp-resilience issue (#5)"
-    )]
     NoHealthyEndpoint,
     DeadlineExceeded,
     NotRetryable,
