@@ -27,6 +27,8 @@
 //! ```
 
 mod error;
+pub mod fault_proxy;
 pub mod mcp_http;
 
 pub use error::Error;
+pub use fault_proxy::{Fault, FaultProxy};
