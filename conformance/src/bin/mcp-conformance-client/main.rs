@@ -171,6 +171,9 @@ async fn run(scenario: &str, url: &str, context: Value) -> Result<(), Failure> {
                 )
                 .await?;
         }
+        // Authorization scenarios judge the auth traffic; calling the tools exercises it
+        // (per-operation scopes in auth/scope-step-up, a moved server in the migration one).
+        auth if auth.starts_with("auth/") => call_all(&client, &tools).await?,
         other => {
             eprintln!("unknown scenario {other:?}: listing tools and calling each");
             call_all(&client, &tools).await?;
