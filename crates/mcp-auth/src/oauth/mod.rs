@@ -1,14 +1,25 @@
 //! An OAuth 2.0 client for MCP servers: discovery (RFC 9728 protected-resource metadata,
-//! RFC 8414 / OpenID Connect authorization-server metadata) and the client-credentials grant
-//! (RFC 6749 §4.4) with `client_secret_basic`, `client_secret_post` or `private_key_jwt`
-//! (RFC 7523) client authentication, as an [`OAuthClient`] [`TokenSource`].
+//! RFC 8414 / OpenID Connect authorization-server metadata) and two grants, as an
+//! [`OAuthClient`] [`TokenSource`]:
+//!
+//! - **client credentials** (RFC 6749 §4.4, MCP SEP-1046), for a client acting on its own
+//!   behalf, with `client_secret_basic`, `client_secret_post` or `private_key_jwt` (RFC 7523)
+//!   client authentication: [`OAuthClient::client_credentials`],
+//!   [`OAuthClient::private_key_jwt`];
+//! - **authorization code** with PKCE `S256` (OAuth 2.1 §4.1), for a client acting for a
+//!   person, per the MCP authorization spec (2025-11-25 and 2026-07-28): `state`, the exact
+//!   redirect URI, the RFC 8707 `resource`, RFC 9207 `iss` checks, refresh tokens, step-up,
+//!   client registration by pre-registration, Client ID Metadata Document or RFC 7591, and
+//!   authorization-server migration: [`OAuthClient::authorization_code`], with an
+//!   [`AuthorizationHandler`] for the user-agent step ([`LoopbackHandler`] for a browser,
+//!   [`HeadlessHandler`] for servers that approve without one).
 //!
 //! The documents and token responses have public parsers
 //! ([`ProtectedResourceMetadata::from_json`], [`AuthorizationServerMetadata::from_json`],
 //! [`TokenResponse::from_json`], [`TokenErrorResponse::from_json`]) that are strict, bounded
 //! and never panic.
 //!
-//! # Example
+//! # Examples
 //!
 //! ```no_run
 //! use mcp_auth::oauth::OAuthClient;
@@ -21,6 +32,35 @@
 //!     .build()?;
 //! let token = client.token(&TokenRequest::new()).await?;
 //! # let _ = token;
+//! # Ok(()) }
+//! ```
+//!
+//! A person signs in with a browser; the client registers itself dynamically, and the
+//! [`AuthLayer`](crate::AuthLayer) starts the flow when the MCP server first answers `401`:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mcp_auth::oauth::{LoopbackHandler, OAuthClient};
+//! use mcp_auth::{AuthLayer, CachedTokenSource};
+//! use mcp_transport::http::{HttpClient, HttpConfig};
+//! use mcp_transport::{HttpTransport, HttpTransportConfig, McpClient};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = "https://mcp.example.com/mcp";
+//! let pool = HttpClient::new(&HttpConfig::default())?;
+//! // http://127.0.0.1:<free port>/callback; the URL to open is printed on stderr.
+//! let browser = LoopbackHandler::bind(0)?.timeout(Duration::from_secs(120));
+//! let source = OAuthClient::authorization_code(browser)
+//!     .server_url(url)
+//!     .client_name("My MCP app")
+//!     .http(pool.clone())
+//!     .build()?;
+//! let service = tower::ServiceBuilder::new()
+//!     .layer(AuthLayer::new(CachedTokenSource::new(source)))
+//!     .service(pool);
+//! let transport = HttpTransport::with_service(url, HttpTransportConfig::default(), service)?;
+//! let client = McpClient::builder().connect(transport).await?;
+//! # let _ = client;
 //! # Ok(()) }
 //! ```
 
@@ -69,10 +109,20 @@ const CLIENT_CREDENTIALS: &str = "client_credentials";
 
 /// An OAuth 2.0 client that gets tokens for one MCP server: a [`TokenSource`].
 ///
-/// Build it with [`OAuthClient::client_credentials`] (client id and secret) or
-/// [`OAuthClient::private_key_jwt`] (client id and private key). Every call of
-/// [`token`](TokenSource::token) asks the token endpoint for a new token: put a
+/// Build it with one of the constructors:
+///
+/// | constructor | grant | acts for |
+/// | --- | --- | --- |
+/// | [`client_credentials`](OAuthClient::client_credentials) (client id and secret) | `client_credentials` | itself |
+/// | [`private_key_jwt`](OAuthClient::private_key_jwt) (client id and private key) | `client_credentials` | itself |
+/// | [`authorization_code`](OAuthClient::authorization_code) (an [`AuthorizationHandler`]) | `authorization_code` + PKCE, `refresh_token` | a person |
+///
+/// Every call of [`token`](TokenSource::token) asks the authorization server for a new token
+/// (a client-credentials request, a refresh or a new authorization): put a
 /// [`CachedTokenSource`](crate::CachedTokenSource) in front of it.
+///
+/// The sections below up to [Errors](#errors) describe the client-credentials clients; the
+/// authorization-code client has [its own section](#the-authorization-code-grant).
 ///
 /// # Where the token endpoint comes from
 ///
@@ -119,13 +169,70 @@ const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// [`Error::is_unreachable`] for connection failures and timeouts, and
 /// [`Error::is_challenge_required`] as above. Messages name the URL and field, never a secret.
 ///
-/// # Extending
+/// # The authorization-code grant
 ///
-/// The grant is one parameter of a token request (one internal exchange sends any grant's
-/// parameters with any client authentication), and the discovered [`AuthorizationServerMetadata`] keeps
-/// `authorization_endpoint`, `registration_endpoint`, PKCE methods and the RFC 9207 flag, so
-/// the authorization-code grant, dynamic client registration and refresh tokens are added as
-/// new constructors next to `client_credentials`.
+/// Built with [`OAuthClient::authorization_code`] and an [`AuthorizationHandler`] (settings:
+/// [`AuthorizationCodeBuilder`]). A call of `token()`:
+///
+/// 1. **Waits for the challenge.** Without a [`TokenRequest::challenge`] and before any
+///    authorization it fails with [`Error::is_challenge_required`]: the
+///    [`AuthLayer`](crate::AuthLayer) sends the first request without a token and calls again
+///    with the server's `401` challenge, whose `scope` is the best guide to what to ask for.
+/// 2. **Discovers** as above (challenge `resource_metadata`, else the well-known URIs; the
+///    resource must match; issuer-validated RFC 8414 / OpenID metadata). The protected-resource
+///    metadata is read again whenever the server refused a token, so a server that moved to
+///    another authorization server is noticed. With
+///    [`legacy_discovery`](AuthorizationCodeBuilder::legacy_discovery), a server without
+///    protected-resource metadata is handled as MCP 2025-03-26 did (its origin is the
+///    authorization server, with default endpoints if it has no metadata either).
+/// 3. **Refuses** an authorization server whose metadata lacks `S256` in
+///    `code_challenge_methods_supported` ([`Error::is_discovery`]).
+/// 4. **Chooses the scopes**: those of the previous authorization (SEP-2350 union), the
+///    configured [`scopes`](AuthorizationCodeBuilder::scopes), the challenge's `scope` or else
+///    the resource's `scopes_supported`, the request's [`scopes`](TokenRequest::scopes) (the
+///    layer's step-ups), and `offline_access` only when the authorization server lists it in
+///    `scopes_supported` ([`offline_access`](AuthorizationCodeBuilder::offline_access)). An
+///    empty set leaves `scope` out.
+/// 5. **Refreshes** when it holds a refresh token for this authorization server, the scopes
+///    are within the refreshed grant and the challenge is not `insufficient_scope`
+///    (`grant_type=refresh_token` with the `resource`; a rotated refresh token replaces the
+///    old one). A refused refresh drops the refresh token and falls back to step 6; an
+///    unreachable server is an error.
+/// 6. **Registers**, once per authorization server, in the MCP priority order: the
+///    pre-registered [`client_id`](AuthorizationCodeBuilder::client_id) (and secret, sent with
+///    `client_secret_basic` or `client_secret_post` as the server accepts); the
+///    [Client ID Metadata Document URL](AuthorizationCodeBuilder::client_metadata_url) when the
+///    server advertises `client_id_metadata_document_supported`; RFC 7591 dynamic
+///    registration at its `registration_endpoint` (`application_type`, the redirect URI,
+///    `authorization_code` and `refresh_token` grant types, and `client_secret_basic`,
+///    `client_secret_post` or `none`, the first the server accepts). Otherwise
+///    [`Error::is_config`].
+/// 7. **Authorizes**: a fresh PKCE verifier and `state` for each authorization; the handler
+///    takes the user agent to the authorization URL and returns the redirect. The response
+///    must come back to the redirect URI with the `state` sent; a present `iss` must equal the
+///    issuer exactly (no normalization), and a missing one is refused when the server
+///    advertises `authorization_response_iss_parameter_supported` (RFC 9207, MCP 2026-07-28);
+///    otherwise [`Error::is_invalid_authorization_response`], and the code is never used. An
+///    `error` response is [`Error::is_authorization_denied`].
+/// 8. **Exchanges the code** with the verifier, the same redirect URI and the same `resource`
+///    as the authorization request, and keeps the refresh token, if one comes, in memory.
+///
+/// One flow runs at a time (a lock is held across it, user interaction included).
+///
+/// **Authorization-server binding and migration.** When the protected-resource metadata
+/// names another authorization server than the one in use (and no longer lists the old one),
+/// the client follows it only with credentials that are not tied to the old one: tokens and
+/// refresh tokens are dropped, a dynamic registration is made again at the new server
+/// (SEP-2352), a Client ID Metadata Document URL is portable. A pre-registered client is
+/// bound to the server it was first used with (or the [`issuer`](AuthorizationCodeBuilder::issuer)
+/// pinned), and a move is [`Error::is_discovery`], as for client credentials, whose binding
+/// does not change: client credentials act without a person, so nothing but the pinned or
+/// first server may receive them, while an authorization-code client gets a person's
+/// consent at the new server before any token is issued.
+///
+/// Errors name URLs and parameters; the code, the verifier, `state`, tokens and client
+/// secrets never appear in errors, logs or `Debug` (an error description that repeats one of
+/// them is not shown).
 #[derive(Clone)]
 pub struct OAuthClient {
     inner: Arc<Inner>,
