@@ -77,6 +77,8 @@ pub enum Fault {
     ResetBeforeUpstream,
     /// Forward the request, wait for the upstream's whole response, then reset the client's
     /// connection instead of answering: the upstream processed it, the client cannot know.
+    /// A response that never ends (an SSE stream left open) is never reset: use this on
+    /// requests answered with JSON or a stream that closes.
     ResetAfterUpstream,
     /// Hold each request this long, then forward it.
     Latency(Duration),
