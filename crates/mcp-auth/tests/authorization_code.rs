@@ -854,6 +854,68 @@ async fn scripted_pre_registered_client_stays_bound_to_its_authorization_server(
     assert!(fake.seen().iter().all(|s| !s.path.starts_with("/as2/")));
 }
 
+#[test]
+fn builder_settings_that_cannot_work_are_config_errors() {
+    let build = |b: mcp_auth::oauth::AuthorizationCodeBuilder| b.build().unwrap_err();
+    let base = || OAuthClient::authorization_code(HeadlessHandler::new());
+    let cases = [
+        (build(base()), "server_url"),
+        (
+            build(
+                base()
+                    .server_url("https://m.example/mcp")
+                    .client_secret("s"),
+            ),
+            "client id",
+        ),
+        (
+            build(base().server_url("https://m.example/mcp").client_id("")),
+            "client id",
+        ),
+        (
+            build(
+                base()
+                    .server_url("https://m.example/mcp")
+                    .client_id("c")
+                    .auth_method(mcp_auth::oauth::AuthMethod::ClientSecretBasic),
+            ),
+            "secret",
+        ),
+        (
+            build(
+                base()
+                    .server_url("https://m.example/mcp")
+                    .auth_method(mcp_auth::oauth::AuthMethod::ClientSecretPost),
+            ),
+            "pre-registered",
+        ),
+        (
+            build(
+                base()
+                    .server_url("https://m.example/mcp")
+                    .client_metadata_url("https://client.example/"),
+            ),
+            "path",
+        ),
+        (
+            build(base().server_url("http://m.example/mcp")),
+            "plain http",
+        ),
+    ];
+    for (err, names) in cases {
+        assert!(
+            err.is_config() && err.to_string().contains(names),
+            "{names}: {err}"
+        );
+    }
+    let err = OAuthClient::client_credentials("c", "s")
+        .token_endpoint("https://as.example/token")
+        .auth_method(mcp_auth::oauth::AuthMethod::None)
+        .build()
+        .unwrap_err();
+    assert!(err.is_config() && err.to_string().contains("none"), "{err}");
+}
+
 #[tokio::test]
 async fn scripted_no_way_to_register_is_a_config_error() {
     let fake = ScriptedAs::start(Script {

@@ -197,7 +197,9 @@ const CLIENT_CREDENTIALS: &str = "client_credentials";
 ///    are within the refreshed grant and the challenge is not `insufficient_scope`
 ///    (`grant_type=refresh_token` with the `resource`; a rotated refresh token replaces the
 ///    old one). A refused refresh drops the refresh token and falls back to step 6; an
-///    unreachable server is an error.
+///    unreachable server is an error. Without a refresh token, a token that expired or was
+///    refused is replaced by a new authorization (with [`LoopbackHandler`], the person signs
+///    in again).
 /// 6. **Registers**, once per authorization server, in the MCP priority order: the
 ///    pre-registered [`client_id`](AuthorizationCodeBuilder::client_id) (and secret, sent with
 ///    `client_secret_basic` or `client_secret_post` as the server accepts); the
@@ -734,6 +736,12 @@ impl OAuthClientBuilder {
         match (&self.credential, self.auth_method) {
             (Credential::Secret(s), _) if s.is_empty() => {
                 return Err(config("the client secret is empty".into()));
+            }
+            (Credential::Secret(_), Some(AuthMethod::None)) if self.code.is_none() => {
+                return Err(config(
+                    "auth method none sends no credential; the client-credentials grant needs one"
+                        .into(),
+                ));
             }
             (Credential::Secret(_), Some(AuthMethod::PrivateKeyJwt)) => {
                 return Err(config(
