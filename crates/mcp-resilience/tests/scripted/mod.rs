@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,6 +54,7 @@ type Script = dyn Fn(&Seen, usize) -> Step + Send + Sync;
 pub(crate) struct Scripted {
     script: Arc<Script>,
     log: Arc<Mutex<Vec<Seen>>>,
+    finished: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -61,6 +63,7 @@ impl Scripted {
         Self {
             script: Arc::new(script),
             log: Arc::default(),
+            finished: Arc::default(),
         }
     }
 
@@ -71,6 +74,11 @@ impl Scripted {
 
     pub(crate) fn seen(&self) -> Vec<Seen> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Requests whose answer was produced (not cancelled while waiting).
+    pub(crate) fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -133,7 +141,12 @@ impl tower::Service<http::Request<Bytes>> for Scripted {
             log.push(seen.clone());
             (self.script)(&seen, n)
         };
-        Box::pin(play(step))
+        let finished = self.finished.clone();
+        Box::pin(async move {
+            let result = play(step).await;
+            finished.fetch_add(1, Ordering::SeqCst);
+            result
+        })
     }
 }
 
