@@ -115,9 +115,21 @@ fn secret_like(text: &str) -> Option<String> {
             return Some(format!("a JWT-like literal `{}…`", &token[..8]));
         }
     }
+    // A PEM private key with a body: the label followed by a long base64 run (a parser that
+    // only names the label, or a doc example with a stub body, is not a key).
     let pem = ["PRIVATE", " KEY-----"].concat();
-    if text.contains(&pem) {
-        return Some("a PEM private key".into());
+    for (at, _) in text.match_indices(&pem) {
+        let body = text[at + pem.len()..]
+            .replace("\\n", "\n")
+            .chars()
+            .take_while(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '\n' | '\r' | ' ' | '\\')
+            })
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/'))
+            .count();
+        if body >= 64 {
+            return Some("a PEM private key".into());
+        }
     }
     for marker in ["AccountKey=", "SharedAccessKey=", "client_secret="] {
         for (at, _) in text.match_indices(marker) {
@@ -193,6 +205,23 @@ fn secret_detector_catches_what_it_should_and_nothing_else() {
         )
         .is_some()
     );
+    let label = ["-----BEGIN PRIVATE", " KEY-----"].concat();
+    assert!(
+        secret_like(&format!(
+            "{label}\n{}\n",
+            "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49".repeat(3)
+        ))
+        .is_some()
+    );
+    assert!(
+        secret_like(&format!(
+            "\"{label}\\n{}\\n\"",
+            "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49".repeat(3)
+        ))
+        .is_some()
+    );
+    assert!(secret_like(&format!("find(\"{label}\")")).is_none());
+    assert!(secret_like(&format!("\"{label}\\nAAAA\\n-----END\"")).is_none());
     assert!(secret_like("#[serde(rename = \"api_key\")] api_key: Secret,").is_none());
     assert!(secret_like("let api_key = \"<your-api-key>\";").is_none());
     assert!(secret_like("let api_key = std::env::var(\"SCHEDULER_API_KEY\");").is_none());
