@@ -17,10 +17,19 @@
 //!   exponential, equal, full and decorrelated jitter and ours (full jitter + `RetryBudget`),
 //!   and retry amplification against an overloaded server with and without the budget;
 //!   written to `<target>/bench-results/resilience.md`. `--quick` runs fewer rounds.
+//! - `resilience_overhead`: criterion benchmarks of the happy-path cost of
+//!   `RetryPolicy::execute` with budget, breaker, backoff, deadline and attempt timeout.
 
 use crate::tools::{cargo, run};
 
-const BENCHES: &[&str] = &["transport", "server", "codec", "token_cache", "resilience"];
+const BENCHES: &[&str] = &[
+    "transport",
+    "server",
+    "codec",
+    "token_cache",
+    "resilience",
+    "resilience_overhead",
+];
 
 pub(crate) fn command(args: &[String]) -> Result<(), String> {
     let mut quick = false;
