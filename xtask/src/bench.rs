@@ -1,5 +1,5 @@
-//! `cargo xtask bench [transport|server|codec|token_cache|resilience|all] [--quick]`: runs the
-//! benchmarks in `benches/`.
+//! `cargo xtask bench [transport|server|codec|token_cache|resilience|resilience_overhead|all] [--quick]`:
+//! runs the benchmarks in `benches/`.
 //!
 //! - `transport`: our MCP client vs the rmcp 3.x client vs a raw hyper POST (the floor), c=1
 //!   and c=64, against an rmcp server in a separate process; the table is printed and written
