@@ -10,7 +10,7 @@
 //! ```
 //!
 //! With the breaker inside the retry layer, every attempt passes the breaker; a refused
-//! attempt ([`Error::is_circuit_open`]) was not sent, so the retry layer may retry it after
+//! attempt ([`Error::is_circuit_open`](crate::Error::is_circuit_open)) was not sent, so the retry layer may retry it after
 //! its backoff, or give up when the retries are used.
 //!
 //! # What is idempotent

@@ -1,5 +1,7 @@
 //! Resilience for MCP calls: backoff with jitter, `Retry-After`, retry budgets, circuit
-//! breakers and idempotency keys, composed by a retry policy around any async operation.
+//! breakers and idempotency keys, composed by a retry policy around any async operation,
+//! and tower layers over the transport's HTTP service: retries, breakers, multi-region
+//! failover with health probes, and hedging.
 //!
 //! - [`backoff`]: full, equal and decorrelated jitter, plain exponential and constant delays;
 //!   the defaults are the design document's (3 retries, 1 s base, 10 s cap) with full jitter.
@@ -14,13 +16,62 @@
 //! - [`retry`]: [`RetryPolicy`] composes them; [`RetryPolicy::execute`] runs an operation
 //!   under it, with the idempotency rule built in.
 //! - [`layer`]: [`RetryLayer`] and [`CircuitBreakerLayer`], tower layers over the transport's
-//!   HTTP service, which tell idempotent requests from the JSON-RPC body.
+//!   HTTP service, which tell idempotent requests from the JSON-RPC body
+//!   ([`layer::idempotency_of`]).
+//! - [`failover`]: [`FailoverLayer`] sends each request to the preferred healthy region,
+//!   probes `GET {url}/ping`, ejects failing endpoints for growing times and reports
+//!   [`Failover::health`].
+//! - [`hedge`]: [`HedgeLayer`] sends a second copy of a slow idempotent request.
 //!
-//! # Status
+//! # The HTTP stack
 //!
-//! This is the policy core. Tower layers over the HTTP service and over `McpClient` calls,
-//! multi-endpoint failover with health probes, and hedging land with part 2 of the
-//! mcp-resilience issue; [`Error::is_no_healthy_endpoint`] belongs to failover.
+//! The layers wrap the pooled [`HttpClient`](mcp_transport::http::HttpClient) (or an auth
+//! layer around it) and go under
+//! [`HttpTransport::with_service`](mcp_transport::HttpTransport::with_service). From the
+//! outside in:
+//!
+//! 1. [`RetryLayer`]: the whole call, with backoff, `Retry-After`, the budget and the
+//!    deadline;
+//! 2. [`FailoverLayer`]: each attempt to the preferred healthy region, moving on within the
+//!    attempt when allowed;
+//! 3. [`CircuitBreakerLayer`]: below failover, so each region has its breaker (an open one
+//!    refuses unsent, and failover moves on);
+//! 4. [`HedgeLayer`]: a slow idempotent request gets a second copy on the same region;
+//! 5. auth (`mcp-auth`), then the pooled client.
+//!
+//! ```
+//! use std::time::Duration;
+//! use mcp_resilience::{
+//!     Backoff, BreakerConfig, CircuitBreakerLayer, CircuitBreakers, Failover, FailoverConfig,
+//!     FailoverLayer, HedgeDelay, HedgeLayer, RetryLayer, RetryPolicy,
+//! };
+//! use mcp_transport::http::{HttpClient, HttpConfig};
+//! use mcp_transport::{HttpTransport, HttpTransportConfig};
+//! use tower::ServiceBuilder;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let regions = [
+//!     "https://scheduler-eastus.example/mcp",
+//!     "https://scheduler-westus.example/mcp",
+//! ];
+//! let policy = RetryPolicy::new().backoff(Backoff::new().base(Duration::from_secs(1)));
+//! let failover = Failover::new(regions, FailoverConfig::new())?;
+//! let stack = ServiceBuilder::new()
+//!     .layer(RetryLayer::new(policy.clone()))
+//!     .layer(FailoverLayer::new(failover.clone())) // starts the probes on this runtime
+//!     .layer(CircuitBreakerLayer::new(CircuitBreakers::new(BreakerConfig::new())))
+//!     .layer(
+//!         HedgeLayer::new(HedgeDelay::Fixed(Duration::from_millis(500)))
+//!             .budget(policy.retry_budget().cloned()),
+//!     )
+//!     .service(HttpClient::new(&HttpConfig::default())?);
+//! // The transport talks to the first region; failover rewrites each request's target.
+//! let transport = HttpTransport::with_service(regions[0], HttpTransportConfig::default(), stack)?;
+//! # let _ = transport;
+//! assert_eq!(failover.health().endpoints.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! # }).unwrap();
+//! ```
 //!
 //! # Architecture invariants
 //!
@@ -34,7 +85,7 @@
 //!   and every attempt of one logical call carries the same key ([`Idempotency`]).
 //! - Policies are `Clone + Send + Sync`; clones share their budget and breaker state.
 //!
-//! # Example
+//! # Example: the policy around any operation
 //!
 //! ```
 //! use std::time::Duration;
