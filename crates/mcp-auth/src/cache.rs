@@ -848,27 +848,7 @@ fn caller_error(failure: &Failure, had_expired_token: bool, now: SystemTime) -> 
 }
 
 fn kind_of(error: &Error) -> Kind {
-    if error.is_token_endpoint() {
-        Kind::TokenEndpoint
-    } else if error.is_invalid_token_response() {
-        Kind::InvalidTokenResponse
-    } else if error.is_expired() {
-        Kind::Expired
-    } else if error.is_discovery() {
-        Kind::Discovery
-    } else if error.is_insufficient_scope() {
-        Kind::InsufficientScope
-    } else if error.is_config() {
-        Kind::Config
-    } else if error.is_challenge_required() {
-        Kind::ChallengeRequired
-    } else if error.is_authorization_denied() {
-        Kind::AuthorizationDenied
-    } else if error.is_invalid_authorization_response() {
-        Kind::InvalidAuthorizationResponse
-    } else {
-        Kind::Unreachable
-    }
+    error.kind()
 }
 
 fn secs_between(from: SystemTime, to: SystemTime) -> f64 {

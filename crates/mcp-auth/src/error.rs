@@ -21,10 +21,6 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the mcp-auth issue (#4)"
-)]
 pub(crate) enum Kind {
     TokenEndpoint,
     InvalidTokenResponse,
@@ -39,10 +35,6 @@ pub(crate) enum Kind {
     Other,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the mcp-auth issue (#4)"
-)]
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
@@ -58,6 +50,10 @@ impl Error {
     pub(crate) fn with_context(mut self, context: impl Into<String>) -> Self {
         self.inner.context = Some(context.into());
         self
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.inner.kind
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {

@@ -8,7 +8,10 @@
 //!   Implementations: [`OAuthClient`] (OAuth 2.0 per the MCP authorization spec: discovery
 //!   from the server's `WWW-Authenticate` challenge, RFC 9728 and RFC 8414 metadata, the
 //!   `client_credentials` grant with `client_secret_basic`, `client_secret_post` or
-//!   `private_key_jwt`), [`StaticToken`], and `AzureTokenSource` (feature `azure`: any
+//!   `private_key_jwt`; the authorization-code grant with PKCE, RFC 9207 `iss` checks,
+//!   refresh tokens, pre-registered, dynamically registered (RFC 7591) or metadata-document
+//!   client ids, driven by an `AuthorizationHandler` such as the loopback browser flow),
+//!   [`StaticToken`], and `AzureTokenSource` (feature `azure`: any
 //!   `azure_core` `TokenCredential`, e.g. managed identity, with a configured scope).
 //! - [`CachedTokenSource`]: in front of any source. A lock-free read on the hot path; a
 //!   refresh before expiry at a jittered point (so a fleet does not stampede), single-flight
