@@ -35,9 +35,14 @@
 //! [`probe_timeout`](FailoverConfig::probe_timeout) (2 s); a 2xx is healthy, anything else a
 //! failure. Probes go through the same inner service as the traffic (auth included). While
 //! probes run, an ejected endpoint comes back only when its ejection time has passed **and**
-//! a probe then succeeds; without probes it comes back when the time has passed. Traffic then
-//! returns to the preferred endpoint by itself, since routing always picks the first healthy
-//! one.
+//! a probe then succeeds (its failure count then starts again from zero); without probes it
+//! comes back when the time has passed, on probation: its failure count is not reset, so
+//! its next transient failure ejects it again, for longer. Traffic then returns to the
+//! preferred endpoint by itself, since routing always picks the first healthy one.
+//!
+//! A [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) below failover (its breakers are
+//! keyed by the rewritten `scheme://authority`) composes with it: an open breaker refuses
+//! unsent, which failover counts as a failure of that endpoint and moves past.
 //!
 //! # MCP sessions
 //!

@@ -2,9 +2,13 @@
 //! answered after a delay, a second copy is sent; the first good answer wins and the other
 //! attempt is dropped (its connection is cancelled).
 //!
-//! - Only requests that are safe to repeat are hedged: [`Idempotency::Idempotent`] or keyed,
+//! - Only `POST`s that are safe to repeat are hedged: [`Idempotency::Idempotent`] or keyed,
 //!   by the same rules as [`RetryLayer`](crate::RetryLayer) ([`idempotency_of`]). Everything
-//!   else passes through untouched.
+//!   else passes through untouched, the transport's `GET` streams included (a second
+//!   standalone stream would be refused by the server, and the transport resumes streams
+//!   itself).
+//! - The delay runs until the response *head*: a response whose head has arrived is never
+//!   hedged, even if its body (an SSE stream) is slow.
 //! - The delay is fixed, or a percentile of recent latencies ([`HedgeDelay`]): with the
 //!   95th percentile, about one request in twenty is hedged.
 //! - Bounded: at most [`max_extra`](HedgeLayer::max_extra) extra attempts (default 1), each
@@ -186,6 +190,7 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let hedgeable = layer.max_extra > 0
+                && req.method() == http::Method::POST
                 && matches!(
                     idempotency_of(&req),
                     Idempotency::Idempotent | Idempotency::Key(_)

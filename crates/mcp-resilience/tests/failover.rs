@@ -256,6 +256,51 @@ async fn scripted_failover_keeps_the_session_header_so_the_new_server_refuses_it
     assert_eq!(failover.health().endpoints[1].consecutive_failures, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn scripted_failover_over_breakers_moves_past_an_open_breaker() {
+    use mcp_resilience::CircuitBreakerLayer;
+    use mcp_resilience::breaker::{BreakerConfig, CircuitBreakers, Window};
+    // East answers 503: its breaker opens after 2 calls; failover is slower to eject (5).
+    let inner = regions(Arc::default(), Status(503));
+    let breakers = CircuitBreakers::new(
+        BreakerConfig::new()
+            .window(Window::Calls(2))
+            .min_throughput(2)
+            .open_jitter(0.0),
+    );
+    let failover = Failover::new([EAST, WEST], no_probes().consecutive_failures(5)).unwrap();
+    let svc = tower::ServiceBuilder::new()
+        .layer(FailoverLayer::new(failover.clone()))
+        .layer(CircuitBreakerLayer::new(breakers.clone()))
+        .service(inner.clone());
+    for _ in 0..4 {
+        assert_eq!(
+            send(&svc, post(EAST, TOOLS_LIST)).await.unwrap().status(),
+            200
+        );
+    }
+    // East was sent two requests; then its open breaker refused the others unsent.
+    assert_eq!(
+        authorities(&inner),
+        [
+            "east.example",
+            "west.example",
+            "east.example",
+            "west.example",
+            "west.example",
+            "west.example"
+        ]
+    );
+    assert!(
+        breakers
+            .get("http://east.example")
+            .try_acquire()
+            .unwrap_err()
+            .is_circuit_open()
+    );
+    assert_eq!(failover.health().endpoints[0].consecutive_failures, 4);
+}
+
 #[test]
 fn failover_refuses_bad_endpoint_lists() {
     let err = Failover::new(["ftp://h/x"], FailoverConfig::new()).unwrap_err();
