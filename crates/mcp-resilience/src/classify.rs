@@ -18,6 +18,7 @@
 //! | HTTP 500, 502, 503 | transient, [`ServerError`](FailureKind::ServerError) | `MaybeProcessed` |
 //! | HTTP 404 on a request with `MCP-Session-Id` | transient, [`SessionExpired`](FailureKind::SessionExpired) | `NotProcessed` (the spec has the server refuse it unprocessed) |
 //! | connection reset or broken mid-request | transient, [`Io`](FailureKind::Io) | `MaybeProcessed` |
+//! | an `mcp-transport` I/O error from a layer of its HTTP stack | the verdict on the layer's error (its source): this crate's [`Error`] (see below) or an I/O error | as that verdict |
 //! | JSON-RPC `-32603` internal error | transient, `ServerError` | `MaybeProcessed` |
 //! | other 4xx, other JSON-RPC errors (invalid params, ...), protocol violations, bad config, closed client | permanent | — |
 //! | tool result with `isError: true` | permanent | — |
@@ -314,13 +315,35 @@ impl ClassifyError for mcp_transport::Error {
                 Verdict::Permanent
             }
         } else if self.is_io() {
-            Verdict::transient(FailureKind::Io, Delivery::MaybeProcessed)
+            // The transport reports an error from a layer of its HTTP stack as I/O, with the
+            // layer's error as the source: this crate's layers (an inner policy's verdict
+            // holds, so nested policies never multiply retries) or a plain I/O error.
+            layer_verdict(self).unwrap_or(Verdict::transient(
+                FailureKind::Io,
+                Delivery::MaybeProcessed,
+            ))
         } else {
             // Protocol violations, bad configuration, oversized responses, a closed client
             // (the transport already resumed broken SSE streams as far as it allows).
             Verdict::Permanent
         }
     }
+}
+
+/// The verdict on the first of this crate's errors or I/O errors along `err`'s source chain
+/// (not `err` itself).
+fn layer_verdict(err: &mcp_transport::Error) -> Option<Verdict> {
+    let mut next = StdError::source(err);
+    while let Some(e) = next {
+        if let Some(e) = e.downcast_ref::<Error>() {
+            return Some(e.verdict());
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            return Some(e.verdict());
+        }
+        next = e.source();
+    }
+    None
 }
 
 impl ClassifyError for Error {
