@@ -52,8 +52,13 @@
 //! (the `initialize` goes to the endpoint now in use) and replays the request once, in the
 //! new session. Stripping the header instead would make a sessionful server answer `400`
 //! (a request without a session), which the transport cannot recover from. Every switch is
-//! logged as the `mcp_resilience.failover.switched` event (`from`, `to`) and counted in
-//! [`Failover::health`] ([`FailoverHealth::switches`]).
+//! logged as the `mcp_resilience.failover.switched` event (`WARN`, target
+//! `mcp_resilience::failover`, fields `from`, `to`) and counted in [`Failover::health`]
+//! ([`FailoverHealth::switches`]); a switch is a change of the endpoint whose answer a call
+//! returns. An ejection is the `mcp_resilience.failover.ejected` event (`WARN`, fields
+//! `endpoint`, `ejections`, `ejected_ms`), a return after a successful probe
+//! `mcp_resilience.failover.returned` (`INFO`, field `endpoint`). The names and fields are
+//! stable metric hooks.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -172,9 +177,9 @@ pub struct EndpointHealth {
 pub struct FailoverHealth {
     /// Per endpoint, preferred first.
     pub endpoints: Vec<EndpointHealth>,
-    /// The endpoint the last request went to, as an index into `endpoints`.
+    /// The endpoint whose answer the last request returned, as an index into `endpoints`.
     pub active: Option<usize>,
-    /// How many times traffic moved from one endpoint to another.
+    /// How many times that endpoint changed (traffic moved from one endpoint to another).
     pub switches: u64,
 }
 
@@ -600,7 +605,6 @@ where
                 };
                 let mut attempt = crate::layer::replay(&req);
                 *attempt.uri_mut() = shared.route(i, req.uri())?;
-                shared.note_active(i);
                 tried += 1;
                 let result = oneshot(inner.clone(), attempt).await;
                 let verdict = classifier.classify(result.as_ref());
@@ -614,7 +618,10 @@ where
                     {
                         next = i + 1;
                     }
-                    _ => return result,
+                    _ => {
+                        shared.note_active(i);
+                        return result;
+                    }
                 }
             }
         })

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] fns")]
 
+mod common;
 mod scripted;
 
 use std::io::ErrorKind::ConnectionRefused;
@@ -299,6 +300,32 @@ async fn scripted_failover_over_breakers_moves_past_an_open_breaker() {
             .is_circuit_open()
     );
     assert_eq!(failover.health().endpoints[0].consecutive_failures, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scripted_failover_events_for_switches_and_ejections() {
+    let events = common::Events::default();
+    let _guard = events.install();
+    let down = Arc::new(AtomicBool::new(false));
+    let inner = regions(down.clone(), Status(200));
+    let failover = Failover::new([EAST, WEST], no_probes()).unwrap();
+    let svc = FailoverLayer::new(failover).layer(inner);
+    send(&svc, post(EAST, TOOLS_LIST)).await.unwrap();
+    down.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        send(&svc, post(EAST, TOOLS_LIST)).await.unwrap();
+    }
+    let switched = events.named("mcp_resilience.failover.switched");
+    assert_eq!(switched.len(), 1);
+    assert_eq!(switched[0].target, "mcp_resilience::failover");
+    assert_eq!(switched[0].field("from"), EAST);
+    assert_eq!(switched[0].field("to"), WEST);
+    let ejected = events.named("mcp_resilience.failover.ejected");
+    assert_eq!(ejected.len(), 1);
+    assert_eq!(ejected[0].level, tracing::Level::WARN);
+    assert_eq!(ejected[0].field("endpoint"), EAST);
+    assert_eq!(ejected[0].field("ejections"), "1");
+    assert_eq!(ejected[0].field("ejected_ms"), "10000");
 }
 
 #[test]
