@@ -21,6 +21,10 @@
 //!   session `404`) wins at once; a transient failure (a `503`, a reset) waits for the other
 //!   attempts, and is returned only if every attempt fails (the last failure).
 //!
+//! Events (`DEBUG`, target `mcp_resilience::hedge`, field `attempt`):
+//! `mcp_resilience.hedge.sent` when an extra attempt goes out, `mcp_resilience.hedge.won`
+//! when an extra attempt's answer is the one returned.
+//!
 //! Hedging is not retrying: a request that fails fast is not hedged. Put [`HedgeLayer`]
 //! below the retry layer, so each retry attempt may be hedged.
 
