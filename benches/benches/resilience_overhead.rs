@@ -8,8 +8,6 @@
 
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_resilience::breaker::CallOutcome;
@@ -17,16 +15,9 @@ use mcp_resilience::{
     BreakerConfig, CircuitBreaker, Idempotency, IdempotencyKey, RetryBudget, RetryPolicy,
 };
 
-/// Polls a future once: every future here is ready at the first poll.
+/// Polls once: every future measured here is ready at the first poll.
 fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the happy path did not finish on the first poll"),
-    }
+    benches::ready(future, "the happy path")
 }
 
 async fn op(n: u64) -> Result<u64, std::io::Error> {

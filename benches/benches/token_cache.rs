@@ -10,24 +10,15 @@
 
 use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use mcp_auth::{AccessToken, CachedTokenSource, StaticToken, TokenRequest, TokenSource};
 
-/// Polls a future once: a warm cache answers on the first poll.
+/// Polls once: every future measured here is ready at the first poll.
 fn ready<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the warm cache did not answer on the first poll"),
-    }
+    benches::ready(future, "the warm cache")
 }
 
 /// A cache holding a fresh day-long token.

@@ -107,3 +107,17 @@ pub fn listening_url(stdout: impl Read + Send + 'static, timeout: Duration, who:
         .unwrap_or_else(|| panic!("unexpected first line from {who}: {line:?}"))
         .to_owned()
 }
+
+/// Polls a future once and returns its output: for benchmarks of paths that must finish on
+/// the first poll (a warm cache, a happy-path policy). Panics if the future is pending,
+/// naming `what`.
+pub fn ready<F: std::future::Future>(future: F, what: &str) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("{what} did not finish on the first poll"),
+    }
+}
