@@ -148,6 +148,13 @@ fn run(conn: &Connection, receiver: &mpsc::Receiver<Box<dyn Job>>) {
 /// Runs a batch as one group transaction and replies; falls back to one transaction per job
 /// if the group transaction fails.
 fn commit_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>) {
+    if batch.len() == 1 {
+        // One job needs no savepoint: its own transaction is the same thing, cheaper.
+        for job in batch {
+            run_alone(conn, job);
+        }
+        return;
+    }
     match run_group(conn, &mut batch) {
         Ok(()) => {
             for job in batch {
