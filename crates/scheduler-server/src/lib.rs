@@ -58,6 +58,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod dispatcher;
+mod drain;
 mod error;
 pub mod server;
 pub mod store;

@@ -124,12 +124,17 @@ fn store_error(e: crate::store::StoreError) -> Error {
 /// Ends every MCP session and stream (so graceful shutdown does not wait on open SSE streams).
 type CloseSessions = Box<dyn Fn() + Send + Sync>;
 
+/// How long shutdown waits for the `/mcp` calls in flight to answer before it ends the MCP
+/// sessions (which cancels what still runs). Below [`SHUTDOWN_GRACE`].
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// Builds the router (without the dispatcher). `auth` guards `/mcp` when given.
 fn router(
     config: &ServerConfig,
     parts: &Parts,
     auth: Option<AuthState>,
     wake: Arc<Notify>,
+    in_flight: crate::drain::InFlight,
 ) -> (Router, CloseSessions) {
     let tools = SchedulerTools::new(
         parts.store.clone(),
@@ -150,6 +155,11 @@ fn router(
     if let Some(auth) = &auth {
         mcp_router = crate::auth::protect(mcp_router, auth.clone());
     }
+    // Outermost on /mcp: a call counts from arrival until its answer has left.
+    let mcp_router = mcp_router.layer(axum::middleware::from_fn_with_state(
+        in_flight,
+        crate::drain::track,
+    ));
     let ops = Router::new()
         .route("/ping", get(ping))
         .route("/healthz", get(healthz))
@@ -282,7 +292,8 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
     };
     let wake = Arc::new(Notify::new());
     let background = auth.clone();
-    let (app, close_sessions) = router(&config, &parts, auth, wake.clone());
+    let in_flight = crate::drain::InFlight::default();
+    let (app, close_sessions) = router(&config, &parts, auth, wake.clone(), in_flight.clone());
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     let dispatcher = Dispatcher::new(
         parts.store.clone(),
@@ -299,11 +310,22 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        let graceful = until_stopped(stopped.clone());
-        let served = axum::serve(listener, app).with_graceful_shutdown(async move {
-            graceful.await;
+        // On shutdown: stop accepting at once; let the calls in flight answer (bounded); then
+        // end the MCP sessions and streams, so the open SSE streams let the connections close.
+        let drain_after = until_stopped(stopped.clone());
+        let closer = tokio::spawn(async move {
+            drain_after.await;
+            let left = in_flight.drained(DRAIN_LIMIT).await;
+            if left > 0 {
+                tracing::warn!(
+                    calls = left,
+                    "shutdown: calls still running after the drain limit; cancelling them"
+                );
+            }
             close_sessions();
         });
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(until_stopped(stopped.clone()));
         let hard_stop = async {
             until_stopped(stopped).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -315,6 +337,7 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
                 Ok(())
             }
         };
+        closer.abort();
         let _ = dispatcher.await;
         if let Some(task) = auth_background {
             let _ = task.await;
