@@ -203,6 +203,11 @@ impl RunningServer {
     }
 
     /// Stops accepting, finishes in-flight requests and runs (bounded), and returns.
+    ///
+    /// In order: new connections are refused; `/mcp` calls in flight get up to 5 s to send
+    /// their answers (so nothing committed goes unanswered); then the MCP sessions and their
+    /// open streams are ended; the dispatcher stops after its current runs; anything still open
+    /// after 10 s is closed.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.shutdown.send(true);
         match self.task.await {
