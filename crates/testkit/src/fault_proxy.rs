@@ -43,7 +43,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -321,11 +323,6 @@ impl Drop for FaultProxy {
         // Aborting the accept loop drops its `JoinSet`, which aborts every connection task.
         self.task.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update under this lock is one assignment, so a poisoned lock is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>) {

@@ -32,3 +32,9 @@ pub mod mcp_http;
 
 pub use error::Error;
 pub use fault_proxy::{Fault, FaultProxy};
+
+/// Locks `m`, recovering from poisoning: every update under the fakes' locks is a single
+/// assignment, push or read, so a poisoned lock is still consistent.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -35,7 +35,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
@@ -279,12 +281,6 @@ impl Drop for ScriptedMcpServer {
         // that drops held responses and closes SSE bodies, which ends their writers.
         self.task.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each update under these locks is a single push or read, so a poisoned lock is still
-    // consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>) {
