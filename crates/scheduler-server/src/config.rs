@@ -41,7 +41,8 @@ pub struct ServerConfig {
     /// Largest MCP request body in bytes. Default 1 MiB.
     pub max_request_bytes: usize,
     /// Keep sessions for clients of protocol versions before 2026-07-28 (answers as SSE);
-    /// false serves them statelessly with JSON answers. 2026-07-28 is always stateless.
+    /// false serves them statelessly with JSON answers. 2026-07-28 is always stateless, with
+    /// JSON answers (SSE only when a tool sends a notification before its result).
     /// Default true.
     pub sessions: bool,
     /// Dispatcher settings.

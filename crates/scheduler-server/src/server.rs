@@ -144,7 +144,10 @@ fn router(
     );
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(config.sessions)
-        .with_json_response(!config.sessions);
+        // Plain JSON answers wherever the call is served statelessly (2026-07-28 always, older
+        // versions when sessions are off); rmcp falls back to SSE when a tool sends a
+        // notification first. Session-mode answers stay SSE (rmcp ignores this there).
+        .with_json_response(true);
     mcp_config.allowed_hosts = allowed_hosts(config);
     mcp_config.max_request_body_bytes = config.max_request_bytes;
     let sessions = mcp_config.cancellation_token.clone();
