@@ -14,7 +14,10 @@ use std::time::Duration;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // `cargo bench` sets it at run time; prefer that to the compiled-in path, which is stale
+    // when the target directory is shared with a clone at another path (CI's cache).
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .unwrap()
         .to_path_buf()

@@ -483,8 +483,12 @@ async fn exercise_stdio(config: StdioConfig, protocol: ProtocolChoice, e: &Expec
 // ---------------------------------------------------------------------------------------------
 // Python `mcp` 2.3.x (`MCPServer`).
 
-fn python_script() -> &'static str {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/peers/python_server.py")
+/// The peer script, found through the run-time `CARGO_MANIFEST_DIR` (cargo and nextest set
+/// it) so a test binary from a target directory shared with another clone still finds it.
+fn python_script() -> String {
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    format!("{dir}/peers/python_server.py")
 }
 
 fn python_progress(steps: u32) -> (&'static str, Value) {

@@ -11,8 +11,14 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
 /// The workspace root (the parent of `xtask/`).
+///
+/// `cargo run` sets `CARGO_MANIFEST_DIR` when it starts the binary; that value wins over the
+/// one compiled in, because a target directory shared between clones at different paths
+/// (CI's cache) can hand back a binary built in another clone.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
