@@ -189,7 +189,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Uniform in `[low, high]` at nanosecond resolution (`high` below `low` gives `low`).
-fn uniform(rng: &mut fastrand::Rng, low: Duration, high: Duration) -> Duration {
+pub(crate) fn uniform(rng: &mut fastrand::Rng, low: Duration, high: Duration) -> Duration {
     let (low, high) = (nanos(low), nanos(high));
     if high <= low {
         return Duration::from_nanos(low);

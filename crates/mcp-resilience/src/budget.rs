@@ -1,26 +1,42 @@
 //! A retry budget: a token bucket shared by every call of a client, so retries stop when most
 //! calls fail instead of multiplying the load on a struggling server.
 //!
-//! The scheme is smithy-rs's retry quota (and gRPC A6 retry throttling in spirit): the bucket
-//! starts full; scheduling a retry withdraws its cost, and the retry holds those tokens (a
-//! [`RetryPermit`]) while it waits in backoff and while it runs; if the retry succeeds the
-//! tokens go back, if it fails they are spent. A call that succeeds at the first attempt adds
-//! a small refund. When the bucket cannot pay for a retry, the call fails at once with
+//! The accounting is gRPC A6 retry throttling's (a retry is allowed only while successes keep
+//! paying for it) with smithy-rs's reservation (a retry pays when it is *scheduled*): the
+//! bucket starts full; scheduling a retry withdraws its cost, which is spent whatever the
+//! retry's outcome; every call that succeeds, at its first attempt or a later one, deposits a
+//! refund. When the bucket cannot pay for a retry, the call fails at once with
 //! [`Error::is_budget_exhausted`].
 //!
-//! Because a retry pays when it is *scheduled*, not when it is sent, retries sitting in
+//! So, whatever the load, retries stay below one per `retry cost / refund` successful calls
+//! in the long run, plus a burst of `capacity / retry cost` from a full bucket: with the
+//! defaults, at most one retry per ten successful calls (gRPC's `tokenRatio` 0.1) plus 50.
+//! A server at capacity sees at most about 1.1× the calls its clients make, where unbudgeted
+//! retries multiply them by up to 1 + the retries allowed per call. A client whose calls
+//! mostly succeed never notices the budget: a 5 % failure rate spends half of what successes
+//! earn.
+//!
+//! (smithy-rs gives a retry that succeeds its cost back; under sustained overload that lets
+//! the retries that get through pay for the next ones, and amplification reaches 1.3× at a
+//! quarter over capacity in `cargo xtask bench resilience`. Here a retry that succeeds earns
+//! the same refund as any success.)
+//!
+//! Because a retry pays when it is scheduled, not when it is sent, retries sitting in
 //! backoff count against the budget: a burst of failures cannot queue more retries than the
-//! budget allows (Envoy#30205 is the bug this avoids).
+//! budget allows (Envoy#30205 is the bug this avoids). [`RetryBudget::outstanding`] counts
+//! them; the retry policy uses that count to [spread](crate::RetryPolicy::spread_retries)
+//! retries out.
 //!
 //! | setting | default | source |
 //! |---|---|---|
 //! | capacity | 500 | smithy-rs `DEFAULT_CAPACITY` |
-//! | retry cost | 5 | smithy-rs `RETRY_COST` |
-//! | timeout retry cost | 10 | smithy-rs `RETRY_TIMEOUT_COST` |
-//! | first-attempt success refund | 1 | the AWS SDKs' `NO_RETRY_INCREMENT` |
+//! | retry cost | 10 | with the refund, gRPC A6's token ratio 0.1 |
+//! | timeout retry cost | 20 | twice the retry cost, as smithy-rs `RETRY_TIMEOUT_COST` |
+//! | conflict retry cost | 0 | a conflict is a healthy server's answer |
+//! | success refund | 1 | the AWS SDKs' `NO_RETRY_INCREMENT` |
 //!
-//! With the defaults, 100 retries in a row with no success in between empty the bucket
-//! (50 after timeouts); each success at the first attempt buys back a fifth of a retry.
+//! With the defaults, 50 retries in a row with no success in between empty the bucket
+//! (25 after timeouts).
 //!
 //! The bucket is one atomic counter: no lock on any path.
 //!
@@ -46,6 +62,7 @@ pub struct BudgetConfig {
     capacity: u32,
     retry_cost: u32,
     timeout_retry_cost: u32,
+    conflict_retry_cost: u32,
     success_refund: u32,
 }
 
@@ -56,12 +73,14 @@ impl Default for BudgetConfig {
 }
 
 impl BudgetConfig {
-    /// Capacity 500, retry cost 5, timeout retry cost 10, success refund 1.
+    /// Capacity 500, retry cost 10, timeout retry cost 20, conflict retry cost 0, success
+    /// refund 1.
     pub const fn new() -> Self {
         Self {
             capacity: 500,
-            retry_cost: 5,
-            timeout_retry_cost: 10,
+            retry_cost: 10,
+            timeout_retry_cost: 20,
+            conflict_retry_cost: 0,
             success_refund: 1,
         }
     }
@@ -73,14 +92,14 @@ impl BudgetConfig {
         self
     }
 
-    /// Tokens a retry costs (default 5).
+    /// Tokens a retry costs (default 10).
     #[must_use]
     pub const fn retry_cost(mut self, cost: u32) -> Self {
         self.retry_cost = cost;
         self
     }
 
-    /// Tokens a retry after a timeout costs (default 10): a timeout ties up the server
+    /// Tokens a retry after a timeout costs (default 20): a timeout ties up the server
     /// longer, and timeouts in a row mean an unreachable or overwhelmed server.
     #[must_use]
     pub const fn timeout_retry_cost(mut self, cost: u32) -> Self {
@@ -88,8 +107,17 @@ impl BudgetConfig {
         self
     }
 
-    /// Tokens a call that succeeds at its first attempt adds back (default 1), up to the
-    /// capacity.
+    /// Tokens a retry after a [conflict](FailureKind::Conflict) costs (default 0): the server
+    /// answered, healthy, that another change won the race, so retrying adds no load that
+    /// the budget should ration. The retry still counts as
+    /// [outstanding](RetryBudget::outstanding), and the backoff's retry limit still applies.
+    #[must_use]
+    pub const fn conflict_retry_cost(mut self, cost: u32) -> Self {
+        self.conflict_retry_cost = cost;
+        self
+    }
+
+    /// Tokens every successful call adds back (default 1), up to the capacity.
     #[must_use]
     pub const fn success_refund(mut self, refund: u32) -> Self {
         self.success_refund = refund;
@@ -111,6 +139,7 @@ impl BudgetConfig {
     pub const fn cost_of(&self, kind: FailureKind) -> u32 {
         match kind {
             FailureKind::Timeout => self.timeout_retry_cost,
+            FailureKind::Conflict => self.conflict_retry_cost,
             _ => self.retry_cost,
         }
     }
@@ -123,14 +152,17 @@ impl BudgetConfig {
 /// use mcp_resilience::budget::BudgetConfig;
 /// use mcp_resilience::classify::FailureKind;
 ///
-/// let budget = BudgetConfig::new().capacity(10).build();
-/// let first = budget.try_reserve(FailureKind::ServerError).expect("10 tokens pay for one");
+/// let budget = BudgetConfig::new().capacity(20).build();
+/// let first = budget.try_reserve(FailureKind::ServerError).expect("20 tokens pay for one");
 /// let second = budget.try_reserve(FailureKind::ServerError).expect("and a second");
-/// // Both retries are still waiting: the bucket is empty until one of them ends.
+/// assert_eq!(budget.outstanding(), 2);
 /// assert!(budget.try_reserve(FailureKind::ServerError).unwrap_err().is_budget_exhausted());
-/// first.succeeded(); // tokens come back
-/// drop(second); // a failed retry: its tokens are spent
-/// assert_eq!(budget.available(), 5);
+/// first.succeeded(); // a success earns the refund, like any other
+/// drop(second); // a failed retry
+/// assert_eq!((budget.available(), budget.outstanding()), (1, 0));
+/// // Ten more successful calls pay for the next retry.
+/// (0..9).for_each(|_| budget.record_success());
+/// assert!(budget.try_reserve(FailureKind::ServerError).is_ok());
 /// ```
 #[derive(Clone)]
 pub struct RetryBudget {
@@ -181,10 +213,10 @@ impl RetryBudget {
         self.shared.outstanding.load(Ordering::Relaxed)
     }
 
-    /// Withdraws the cost of a retry after a failure of `kind`. The permit holds the tokens
-    /// until the retry ends: [`RetryPermit::succeeded`] returns them, dropping the permit
-    /// spends them. Fails at once (and emits the [metric event](self#metric-hook)) when the
-    /// bucket cannot pay.
+    /// Withdraws the cost of a retry after a failure of `kind`; the retry counts as
+    /// [outstanding](Self::outstanding) until its permit ends ([`RetryPermit::succeeded`]
+    /// when it works, a drop otherwise). Fails at once (and emits the
+    /// [metric event](self#metric-hook)) when the bucket cannot pay.
     pub fn try_reserve(&self, kind: FailureKind) -> Result<RetryPermit, Error> {
         let cost = self.shared.config.cost_of(kind);
         let taken = self
@@ -220,7 +252,7 @@ impl RetryBudget {
     }
 
     /// Records a call that succeeded at its first attempt: adds the success refund, up to
-    /// the capacity.
+    /// the capacity. (A retry that succeeds says so through its permit.)
     pub fn record_success(&self) {
         deposit(&self.shared, self.shared.config.success_refund);
     }
@@ -240,7 +272,7 @@ fn deposit(shared: &Shared, amount: u32) {
 }
 
 /// Tokens held by one scheduled retry; see [`RetryBudget::try_reserve`].
-#[must_use = "dropping the permit spends its tokens; call `succeeded` when the retry works"]
+#[must_use = "call `succeeded` when the retry works, so the success earns its refund"]
 pub struct RetryPermit {
     shared: Arc<Shared>,
     cost: u32,
@@ -255,14 +287,14 @@ impl fmt::Debug for RetryPermit {
 }
 
 impl RetryPermit {
-    /// The tokens this retry holds.
+    /// The tokens this retry cost.
     pub fn cost(&self) -> u32 {
         self.cost
     }
 
-    /// The retry worked: its tokens go back to the bucket.
+    /// The retry worked: the call earns the success refund (the cost stays spent).
     pub fn succeeded(self) {
-        deposit(&self.shared, self.cost);
+        deposit(&self.shared, self.shared.config.success_refund);
     }
 }
 

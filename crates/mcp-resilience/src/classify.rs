@@ -116,6 +116,12 @@ pub enum FailureKind {
     Other,
     /// The circuit breaker refused the call; nothing was sent.
     CircuitOpen,
+    /// The server, healthy, refused the request because a concurrent change won (an
+    /// optimistic-concurrency conflict: HTTP 409 or 412 where the application says retrying
+    /// is right). No default classifier returns it; a custom one does. It costs no
+    /// [retry budget](crate::budget::BudgetConfig::conflict_retry_cost) and does not count
+    /// against the endpoint's circuit breaker.
+    Conflict,
 }
 
 impl FailureKind {
@@ -130,6 +136,7 @@ impl FailureKind {
             Self::Io => "io",
             Self::Other => "other",
             Self::CircuitOpen => "circuit_open",
+            Self::Conflict => "conflict",
         }
     }
 }

@@ -15,8 +15,8 @@
 //!   sent a delay after the previous one.
 //! - Each extra attempt costs the [`RetryBudget`] what a retry costs (share the retry
 //!   layer's budget); when the budget refuses, the request is not hedged and waits for the
-//!   attempts in flight. An extra attempt that wins gets its tokens back, like a retry that
-//!   works; one that loses or fails spends them.
+//!   attempts in flight. The cost is spent whichever attempt wins; a win earns the success
+//!   refund, like a retry that works, so hedges stay within the budget's long-run share.
 //! - "Good" is judged by [`HttpClassifier`]: a success or a permanent answer (a `400`, a
 //!   session `404`) wins at once; a transient failure (a `503`, a reset) waits for the other
 //!   attempts, and is returned only if every attempt fails (the last failure).

@@ -9,8 +9,9 @@
 //!   processed, for `mcp-transport` errors, HTTP responses and tool results.
 //! - [`retry_after`]: the `Retry-After` parser (delta-seconds and the three HTTP-date forms),
 //!   total over untrusted input.
-//! - [`budget`]: the retry token bucket shared by a client's calls (smithy-rs's quota), which
-//!   counts retries waiting in backoff.
+//! - [`budget`]: the retry token bucket shared by a client's calls (gRPC A6's ratio: at most
+//!   one retry per ten successful calls in the long run), which counts retries waiting in
+//!   backoff so the policy can spread them.
 //! - [`breaker`]: a circuit breaker per endpoint (failure ratio over a sliding window,
 //!   minimum throughput, jittered and growing open time, half-open probes, slow calls).
 //! - [`retry`]: [`RetryPolicy`] composes them; [`RetryPolicy::execute`] runs an operation

@@ -142,6 +142,11 @@ pub struct RetryState {
     pub attempts: u32,
     /// The delay before the last retry (zero before the first retry).
     pub previous_delay: Duration,
+    /// How long the attempt that just failed took (zero when unknown).
+    pub last_attempt: Duration,
+    /// Other retries of the client waiting or running now ([`RetryBudget::outstanding`]);
+    /// used when the policy [spreads retries](RetryPolicy::spread_retries).
+    pub waiting: u32,
 }
 
 impl RetryState {
@@ -150,7 +155,18 @@ impl RetryState {
         Self {
             attempts,
             previous_delay,
+            last_attempt: Duration::ZERO,
+            waiting: 0,
         }
+    }
+
+    /// The same state, the failed attempt having taken `took` while `waiting` other retries
+    /// of the client were waiting or running.
+    #[must_use]
+    pub const fn with_load(mut self, took: Duration, waiting: u32) -> Self {
+        self.last_attempt = took;
+        self.waiting = waiting;
+        self
     }
 }
 
@@ -206,6 +222,7 @@ impl Stop {
 /// | backoff | [`Backoff::new`]: full jitter, base 1 s, cap 10 s, 3 retries |
 /// | classifier | [`DefaultClassifier`] |
 /// | budget | a new [`RetryBudget`] (500 tokens), shared by clones |
+/// | spread retries | on ([`spread_retries`](Self::spread_retries)) |
 /// | breaker | none (attach the endpoint's with [`breaker`](Self::breaker)) |
 /// | overall deadline | 60 s (azure_core's total retry time) |
 /// | per-attempt timeout | 10 s (the design document's `timeout_ms`) |
@@ -219,6 +236,7 @@ pub struct RetryPolicy<C = DefaultClassifier> {
     deadline: Option<Duration>,
     attempt_timeout: Option<Duration>,
     seed: Option<u64>,
+    spread: bool,
 }
 
 impl Default for RetryPolicy {
@@ -235,6 +253,7 @@ impl<C> fmt::Debug for RetryPolicy<C> {
             .field("breaker", &self.breaker)
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("spread", &self.spread)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +269,7 @@ impl RetryPolicy {
             deadline: Some(Duration::from_secs(60)),
             attempt_timeout: Some(Duration::from_secs(10)),
             seed: None,
+            spread: true,
         }
     }
 }
@@ -273,6 +293,7 @@ impl<C> RetryPolicy<C> {
             deadline: self.deadline,
             attempt_timeout: self.attempt_timeout,
             seed: self.seed,
+            spread: self.spread,
         }
     }
 
@@ -306,6 +327,21 @@ impl<C> RetryPolicy<C> {
         self
     }
 
+    /// Spreads a client's retries over time when many wait at once (default on).
+    ///
+    /// When `n` other retries of the client are already waiting or running, a backoff delay
+    /// is at least a uniform draw from `[0, n × the failed attempt's duration]`, capped by
+    /// the backoff cap. One failing call retries on its backoff alone; a hundred calls that
+    /// failed together (a conflict storm, a server blip) come back spread over about a
+    /// hundred attempt-lengths instead of together, so fewer of them collide again.
+    /// `Retry-After` delays are kept as the server gave them. Counting needs the budget:
+    /// without one, or when `false`, delays are the backoff's alone.
+    #[must_use]
+    pub fn spread_retries(mut self, spread: bool) -> Self {
+        self.spread = spread;
+        self
+    }
+
     /// Seeds the jitter of every call, for reproducible tests: each call then draws the same
     /// delays (default: a fresh random seed per call).
     #[must_use]
@@ -330,7 +366,8 @@ impl<C> RetryPolicy<C> {
     }
 
     /// What to do after an attempt whose outcome got `verdict`, with `remaining` time before
-    /// the overall deadline. Pure: no clock, no budget, no waiting.
+    /// the overall deadline. Pure: no clock, no budget, no waiting (the client's load arrives in
+    /// `state`).
     ///
     /// In order: a success or permanent failure stops; a transient failure stops when every
     /// retry is used, or when `idempotency` forbids repeating a request that may have been
@@ -378,9 +415,20 @@ impl<C> RetryPolicy<C> {
         }
         let delay = match t.retry_after {
             Some(wait) => crate::retry_after::clamp(wait, self.backoff.cap, None),
-            None => self
-                .backoff
-                .delay(state.attempts, state.previous_delay, rng),
+            None => {
+                let own = self
+                    .backoff
+                    .delay(state.attempts, state.previous_delay, rng);
+                if self.spread && self.budget.is_some() && state.waiting > 0 {
+                    let window = state
+                        .last_attempt
+                        .saturating_mul(state.waiting)
+                        .min(self.backoff.cap);
+                    own.max(crate::backoff::uniform(rng, Duration::ZERO, window))
+                } else {
+                    own
+                }
+            }
         };
         if remaining.is_some_and(|r| delay >= r) {
             return Decision::Stop(Stop::Deadline);
@@ -464,14 +512,17 @@ impl<C> RetryPolicy<C> {
                 None => Verdict::transient(FailureKind::Timeout, Delivery::MaybeProcessed),
             };
             if let Some(admission) = admission {
-                admission.record(if verdict.is_transient() {
+                let failed = verdict
+                    .as_transient()
+                    .is_some_and(|t| t.kind != FailureKind::Conflict);
+                admission.record(if failed {
                     CallOutcome::Failure
                 } else {
                     CallOutcome::Success
                 });
             }
             match (&verdict, permit.take()) {
-                // A retry that worked gets its tokens back.
+                // A retry that worked earns the success refund.
                 (Verdict::Success, Some(p)) => p.succeeded(),
                 (Verdict::Success, None) => {
                     if let Some(budget) = &self.budget {
@@ -516,7 +567,9 @@ impl<C> RetryPolicy<C> {
                         self.seed
                             .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed)
                     });
-                    self.decide(&idempotency, &verdict, &state, remaining, rng)
+                    let waiting = self.budget.as_ref().map_or(0, RetryBudget::outstanding);
+                    let load = state.with_load(attempt_start.elapsed(), waiting);
+                    self.decide(&idempotency, &verdict, &load, remaining, rng)
                 }
             };
             let (delay, kind) = match decision {

@@ -1,7 +1,8 @@
 //! The retry budget: documented defaults, draining under sustained failures, refilling on
-//! successes, retries waiting in backoff holding their tokens (directly and through
-//! `execute` with scripted failing ops on paused time), the distinct fail-fast error and its
-//! metric event, and no overdraft under concurrent use.
+//! successes, the long-run bound of one retry per ten successes, free conflicts, retries
+//! waiting in backoff holding their tokens (directly and through `execute` with scripted
+//! failing ops on paused time), the distinct fail-fast error and its metric event, and no
+//! overdraft under concurrent use.
 
 mod common;
 
@@ -15,19 +16,71 @@ use mcp_resilience::classify::FailureKind;
 use mcp_resilience::{Backoff, Idempotency, RetryPolicy, Strategy};
 
 #[test]
-fn defaults_capacity_500_cost_5_timeout_cost_10_refund_1() {
+fn defaults_capacity_500_cost_10_timeout_cost_20_conflict_free_refund_1() {
     let budget = RetryBudget::new();
     assert_eq!(budget.available(), 500);
     assert_eq!(*budget.config(), BudgetConfig::default());
-    assert_eq!(budget.config().cost_of(FailureKind::ServerError), 5);
-    assert_eq!(budget.config().cost_of(FailureKind::Connect), 5);
-    assert_eq!(budget.config().cost_of(FailureKind::Timeout), 10);
+    assert_eq!(budget.config().cost_of(FailureKind::ServerError), 10);
+    assert_eq!(budget.config().cost_of(FailureKind::Connect), 10);
+    assert_eq!(budget.config().cost_of(FailureKind::Throttled), 10);
+    assert_eq!(budget.config().cost_of(FailureKind::Timeout), 20);
+    assert_eq!(budget.config().cost_of(FailureKind::Conflict), 0);
     let p = budget.try_reserve(FailureKind::Timeout).unwrap();
-    assert_eq!(p.cost(), 10);
+    assert_eq!(p.cost(), 20);
     drop(p);
-    assert_eq!(budget.available(), 490);
+    assert_eq!(budget.available(), 480);
     budget.record_success();
-    assert_eq!(budget.available(), 491);
+    assert_eq!(budget.available(), 481);
+}
+
+#[test]
+fn conflicts_cost_nothing_but_count_as_outstanding() {
+    let budget = BudgetConfig::new().capacity(0).build();
+    let permits: Vec<_> = (0..1_000)
+        .map(|_| budget.try_reserve(FailureKind::Conflict).unwrap())
+        .collect();
+    assert_eq!(budget.outstanding(), 1_000);
+    drop(permits);
+    assert_eq!(budget.outstanding(), 0);
+}
+
+/// The budget's promise: whatever the failure rate, retries stay below one per ten successful
+/// calls plus the 50 a full bucket pays for (gRPC A6's token ratio).
+#[test]
+fn retries_stay_below_a_tenth_of_successes_plus_the_burst_at_any_failure_rate() {
+    for failure_percent in [5u32, 20, 50, 90] {
+        let budget = RetryBudget::new();
+        let mut rng = fastrand::Rng::with_seed(u64::from(failure_percent));
+        let fails = |rng: &mut fastrand::Rng| rng.u32(0..100) < failure_percent;
+        let (mut successes, mut retries, mut refused) = (0u32, 0u32, 0u32);
+        for _ in 0..100_000 {
+            if !fails(&mut rng) {
+                budget.record_success();
+                successes += 1;
+                continue;
+            }
+            // One retry per failed call at most, as often as the budget allows.
+            match budget.try_reserve(FailureKind::ServerError) {
+                Ok(permit) => {
+                    retries += 1;
+                    if fails(&mut rng) {
+                        drop(permit);
+                    } else {
+                        permit.succeeded();
+                        successes += 1;
+                    }
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            retries <= successes / 10 + 50,
+            "{failure_percent}% failures: {retries} retries for {successes} successes"
+        );
+        if failure_percent == 5 {
+            assert_eq!(refused, 0, "a healthy client never meets the budget");
+        }
+    }
 }
 
 #[test]
@@ -38,7 +91,7 @@ fn sustained_failures_drain_the_bucket() {
         drop(permit); // the retry failed: tokens spent
         retries += 1;
     }
-    assert_eq!(retries, 100, "500 tokens / 5 per retry");
+    assert_eq!(retries, 50, "500 tokens / 10 per retry");
     assert_eq!(budget.available(), 0);
 
     let budget = RetryBudget::new();
@@ -47,38 +100,38 @@ fn sustained_failures_drain_the_bucket() {
         drop(permit);
         retries += 1;
     }
-    assert_eq!(retries, 50, "timeouts cost twice as much");
+    assert_eq!(retries, 25, "timeouts cost twice as much");
 }
 
 #[test]
 fn successes_refill_the_bucket_up_to_capacity() {
-    let budget = BudgetConfig::new().capacity(10).build();
+    let budget = BudgetConfig::new().capacity(20).build();
     drop(budget.try_reserve(FailureKind::ServerError).unwrap());
     drop(budget.try_reserve(FailureKind::ServerError).unwrap());
     assert!(budget.try_reserve(FailureKind::ServerError).is_err());
-    for _ in 0..5 {
+    for _ in 0..10 {
         budget.record_success();
     }
     drop(
         budget
             .try_reserve(FailureKind::ServerError)
-            .expect("five successes buy a retry"),
+            .expect("ten successes buy a retry"),
     );
     for _ in 0..100 {
         budget.record_success();
     }
-    assert_eq!(budget.available(), 10, "never above capacity");
-    // A retry that works returns its tokens.
+    assert_eq!(budget.available(), 20, "never above capacity");
+    // A retry that works earns the refund like any success; its cost stays spent.
     budget
         .try_reserve(FailureKind::Timeout)
         .unwrap()
         .succeeded();
-    assert_eq!(budget.available(), 10);
+    assert_eq!(budget.available(), 1);
 }
 
 #[test]
 fn retries_waiting_in_backoff_hold_their_tokens() {
-    let budget = BudgetConfig::new().capacity(10).build();
+    let budget = BudgetConfig::new().capacity(20).build();
     let first = budget.try_reserve(FailureKind::ServerError).unwrap();
     let second = budget.try_reserve(FailureKind::ServerError).unwrap();
     assert_eq!(budget.outstanding(), 2);
@@ -91,17 +144,17 @@ fn retries_waiting_in_backoff_hold_their_tokens() {
     );
     first.succeeded();
     assert_eq!(budget.outstanding(), 1);
-    assert_eq!(budget.available(), 5);
+    assert_eq!(budget.available(), 1);
     drop(second);
     assert_eq!(budget.outstanding(), 0);
-    assert_eq!(budget.available(), 5);
+    assert_eq!(budget.available(), 1);
 }
 
 #[test]
 fn exhaustion_fails_fast_with_a_distinct_error_and_a_metric_event() {
     let events = Events::default();
     let _guard = events.install();
-    let budget = BudgetConfig::new().capacity(4).build();
+    let budget = BudgetConfig::new().capacity(9).build();
     let err = budget.try_reserve(FailureKind::ServerError).unwrap_err();
     assert!(err.is_budget_exhausted());
     assert!(!err.is_retries_exhausted() && !err.is_circuit_open() && !err.is_not_retryable());
@@ -109,15 +162,15 @@ fn exhaustion_fails_fast_with_a_distinct_error_and_a_metric_event() {
     assert_eq!(e.name, "mcp_resilience.retry_budget.exhausted");
     assert_eq!(e.target, "mcp_resilience::budget");
     assert_eq!(e.level, tracing::Level::WARN);
-    assert_eq!(e.field("cost"), "5");
-    assert_eq!(e.field("available"), "4");
-    assert_eq!(e.field("capacity"), "4");
+    assert_eq!(e.field("cost"), "10");
+    assert_eq!(e.field("available"), "9");
+    assert_eq!(e.field("capacity"), "9");
     assert_eq!(e.field("outstanding"), "0");
 }
 
 #[test]
 fn clones_share_one_bucket() {
-    let budget = BudgetConfig::new().capacity(5).build();
+    let budget = BudgetConfig::new().capacity(10).build();
     let clone = budget.clone();
     let permit = clone.try_reserve(FailureKind::Io).unwrap();
     assert_eq!(budget.available(), 0);
@@ -127,7 +180,7 @@ fn clones_share_one_bucket() {
 
 #[test]
 fn concurrent_reservations_never_overdraw() {
-    let budget = BudgetConfig::new().capacity(5_000).build();
+    let budget = BudgetConfig::new().capacity(10_000).build();
     let granted = Arc::new(AtomicU32::new(0));
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -164,7 +217,7 @@ fn reset() -> std::io::Error {
 
 #[tokio::test(start_paused = true)]
 async fn execute_counts_calls_waiting_in_backoff_against_the_budget() {
-    let budget = BudgetConfig::new().capacity(10).build();
+    let budget = BudgetConfig::new().capacity(20).build();
     let calls = Arc::new(AtomicU32::new(0));
     let mut waiting = Vec::new();
     for _ in 0..2 {
@@ -205,10 +258,10 @@ async fn execute_counts_calls_waiting_in_backoff_against_the_budget() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn execute_returns_tokens_of_a_retry_that_worked_and_refunds_first_try_successes() {
-    let budget = BudgetConfig::new().capacity(20).build();
+async fn execute_refunds_every_successful_call_and_spends_the_cost_of_retries() {
+    let budget = BudgetConfig::new().capacity(40).build();
     drop(budget.try_reserve(FailureKind::ServerError).unwrap());
-    assert_eq!(budget.available(), 15);
+    assert_eq!(budget.available(), 30);
     let policy = waiting_policy(&budget);
     let got = policy
         .execute(Idempotency::Idempotent, |attempt| async move {
@@ -221,12 +274,16 @@ async fn execute_returns_tokens_of_a_retry_that_worked_and_refunds_first_try_suc
         .await
         .unwrap();
     assert_eq!(got, 2);
-    assert_eq!(budget.available(), 15, "the retry's 5 tokens came back");
+    assert_eq!(
+        budget.available(),
+        21,
+        "the retry cost 10, its success earned 1"
+    );
     policy
         .execute(Idempotency::Idempotent, |_| async {
             Ok::<_, std::io::Error>(())
         })
         .await
         .unwrap();
-    assert_eq!(budget.available(), 16, "a first-try success refunds 1");
+    assert_eq!(budget.available(), 22, "a first-try success refunds 1");
 }

@@ -505,3 +505,90 @@ fn policies_are_clone_send_sync() {
     check(&RetryPolicy::new().classifier(HttpClassifier::new()));
     check(&RetryPolicy::new().classifier(ToolCallClassifier));
 }
+
+mod spreading {
+    //! Retry spreading through `decide`: the window grows with the retries waiting.
+
+    use std::time::Duration;
+
+    use mcp_resilience::classify::{Delivery, FailureKind, Verdict};
+    use mcp_resilience::retry::{Decision, Idempotency, RetryPolicy, RetryState};
+    use mcp_resilience::{Backoff, Strategy};
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy::new().backoff(
+            Backoff::new()
+                .strategy(Strategy::FullJitter)
+                .base(MS(10))
+                .cap(MS(2_000))
+                .max_retries(u32::MAX),
+        )
+    }
+
+    fn delays(policy: &RetryPolicy, verdict: &Verdict, state: RetryState) -> Vec<Duration> {
+        let mut rng = fastrand::Rng::with_seed(7);
+        (0..2_000)
+            .map(|_| {
+                match policy.decide(&Idempotency::Idempotent, verdict, &state, None, &mut rng) {
+                    Decision::Retry { delay, .. } => delay,
+                    other => panic!("expected a retry, got {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    fn mean(d: &[Duration]) -> Duration {
+        d.iter().sum::<Duration>() / u32::try_from(d.len()).unwrap()
+    }
+
+    const BUSY: Verdict = Verdict::transient(FailureKind::ServerError, Delivery::MaybeProcessed);
+
+    #[test]
+    fn ninety_nine_waiting_retries_spread_the_next_over_a_hundred_attempt_lengths() {
+        // First retry: the backoff alone draws from [0, 10 ms].
+        let alone = delays(&policy(), &BUSY, RetryState::new(1, Duration::ZERO));
+        assert!(alone.iter().all(|d| *d <= MS(10)));
+        let crowded = RetryState::new(1, Duration::ZERO).with_load(MS(15), 99);
+        let spread = delays(&policy(), &BUSY, crowded);
+        assert!(spread.iter().all(|d| *d <= MS(1_485)), "window 99 × 15 ms");
+        let m = mean(&spread);
+        assert!(
+            m > MS(650) && m < MS(850),
+            "uniform over [0, 1.5 s]: mean {m:?}"
+        );
+    }
+
+    #[test]
+    fn the_spread_window_is_capped_by_the_backoff_cap() {
+        let state = RetryState::new(1, Duration::ZERO).with_load(MS(100), 10_000);
+        assert!(
+            delays(&policy(), &BUSY, state)
+                .iter()
+                .all(|d| *d <= MS(2_000))
+        );
+    }
+
+    #[test]
+    fn without_spreading_or_without_a_budget_the_backoff_decides_alone() {
+        let state = RetryState::new(1, Duration::ZERO).with_load(MS(15), 99);
+        let alone = delays(&policy(), &BUSY, RetryState::new(1, Duration::ZERO));
+        assert_eq!(delays(&policy().spread_retries(false), &BUSY, state), alone);
+        assert_eq!(delays(&policy().budget(None), &BUSY, state), alone);
+    }
+
+    #[test]
+    fn a_retry_after_is_kept_as_the_server_gave_it() {
+        let mut throttled = Verdict::transient(FailureKind::Throttled, Delivery::MaybeProcessed);
+        if let Verdict::Transient(t) = &mut throttled {
+            t.retry_after = Some(MS(300));
+        }
+        let state = RetryState::new(1, Duration::ZERO).with_load(MS(15), 99);
+        assert!(
+            delays(&policy(), &throttled, state)
+                .iter()
+                .all(|d| *d == MS(300))
+        );
+    }
+}

@@ -127,7 +127,7 @@ async fn scripted_hedge_pays_from_the_retry_budget() {
         .await
         .unwrap();
     assert_eq!(inner.count(), 1);
-    // A hedge that wins gets its tokens back.
+    // A hedge that wins earns the success refund; its cost stays spent.
     let budget = BudgetConfig::new().capacity(5).retry_cost(5).build();
     let inner = Scripted::steps(vec![
         after(MS(5000), Status(200)),
@@ -139,7 +139,7 @@ async fn scripted_hedge_pays_from_the_retry_budget() {
     )
     .await
     .unwrap();
-    assert_eq!(budget.available(), 5);
+    assert_eq!(budget.available(), 1);
 }
 
 #[tokio::test(start_paused = true)]
