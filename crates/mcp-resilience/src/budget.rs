@@ -10,7 +10,7 @@
 //!
 //! So, whatever the load, retries stay below one per `retry cost / refund` successful calls
 //! in the long run, plus a burst of `capacity / retry cost` from a full bucket: with the
-//! defaults, at most one retry per ten successful calls (gRPC's `tokenRatio` 0.1) plus 50.
+//! defaults, at most one retry per ten successful calls (gRPC's `tokenRatio` 0.1) plus 100.
 //! A server at capacity sees at most about 1.1× the calls its clients make, where unbudgeted
 //! retries multiply them by up to 1 + the retries allowed per call. A client whose calls
 //! mostly succeed never notices the budget: a 5 % failure rate spends half of what successes
@@ -29,14 +29,14 @@
 //!
 //! | setting | default | source |
 //! |---|---|---|
-//! | capacity | 500 | smithy-rs `DEFAULT_CAPACITY` |
+//! | capacity | 1000 | the burst of smithy-rs's 500 tokens at 5 a retry |
 //! | retry cost | 10 | with the refund, gRPC A6's token ratio 0.1 |
 //! | timeout retry cost | 20 | twice the retry cost, as smithy-rs `RETRY_TIMEOUT_COST` |
 //! | conflict retry cost | 0 | a conflict is a healthy server's answer |
 //! | success refund | 1 | the AWS SDKs' `NO_RETRY_INCREMENT` |
 //!
-//! With the defaults, 50 retries in a row with no success in between empty the bucket
-//! (25 after timeouts).
+//! With the defaults, 100 retries in a row with no success in between empty the bucket
+//! (50 after timeouts).
 //!
 //! The bucket is one atomic counter: no lock on any path.
 //!
@@ -73,11 +73,11 @@ impl Default for BudgetConfig {
 }
 
 impl BudgetConfig {
-    /// Capacity 500, retry cost 10, timeout retry cost 20, conflict retry cost 0, success
+    /// Capacity 1000, retry cost 10, timeout retry cost 20, conflict retry cost 0, success
     /// refund 1.
     pub const fn new() -> Self {
         Self {
-            capacity: 500,
+            capacity: 1000,
             retry_cost: 10,
             timeout_retry_cost: 20,
             conflict_retry_cost: 0,
@@ -85,7 +85,7 @@ impl BudgetConfig {
         }
     }
 
-    /// Tokens in a full bucket (default 500). The bucket starts full.
+    /// Tokens in a full bucket (default 1000). The bucket starts full.
     #[must_use]
     pub const fn capacity(mut self, capacity: u32) -> Self {
         self.capacity = capacity;

@@ -14,8 +14,9 @@
 //! | connect error (DNS, TCP refused, TLS) | transient, [`Connect`](FailureKind::Connect) | [`NotProcessed`](Delivery::NotProcessed) |
 //! | timeout (connect, response, per attempt) | transient, [`Timeout`](FailureKind::Timeout) | [`MaybeProcessed`](Delivery::MaybeProcessed) |
 //! | HTTP 408, 504 | transient, `Timeout` | `MaybeProcessed` |
-//! | HTTP 429 | transient, [`Throttled`](FailureKind::Throttled) | `MaybeProcessed` |
-//! | HTTP 500, 502, 503 | transient, [`ServerError`](FailureKind::ServerError) | `MaybeProcessed` |
+//! | HTTP 429 | transient, [`Throttled`](FailureKind::Throttled) | `NotProcessed` (a rate limiter refuses before the work) |
+//! | HTTP 503 with `Retry-After` | transient, [`ServerError`](FailureKind::ServerError) | `NotProcessed` (the origin refusing for a while: overload or maintenance) |
+//! | HTTP 500, 502, 503 without `Retry-After` | transient, `ServerError` | `MaybeProcessed` (a gateway's 503 can follow an upstream reset) |
 //! | HTTP 404 on a request with `MCP-Session-Id` | transient, [`SessionExpired`](FailureKind::SessionExpired) | `NotProcessed` (the spec has the server refuse it unprocessed) |
 //! | connection reset or broken mid-request | transient, [`Io`](FailureKind::Io) | `MaybeProcessed` |
 //! | an `mcp-transport` I/O error from a layer of its HTTP stack | the verdict on the layer's error (its source): this crate's [`Error`] (see below) or an I/O error | as that verdict |
@@ -271,9 +272,10 @@ impl<B, E: ClassifyError> Classify<http::Response<B>, E> for HttpClassifier {
     }
 }
 
-/// The verdict on an HTTP status alone: 2xx/3xx/1xx success; 408, 429, 500, 502, 503, 504
-/// transient (possibly processed); a 404 transient and not processed when
-/// `session_request` (the request carried `MCP-Session-Id`); every other status permanent.
+/// The verdict on an HTTP status alone: 2xx/3xx/1xx success; 429 transient and not
+/// processed; 408, 500, 502, 503, 504 transient (possibly processed); a 404 transient and
+/// not processed when `session_request` (the request carried `MCP-Session-Id`); every other
+/// status permanent.
 pub fn classify_status(status: StatusCode, session_request: bool) -> Verdict {
     let kind = match status.as_u16() {
         s if s < 400 => return Verdict::Success,
@@ -281,7 +283,7 @@ pub fn classify_status(status: StatusCode, session_request: bool) -> Verdict {
             return Verdict::transient(FailureKind::SessionExpired, Delivery::NotProcessed);
         }
         408 | 504 => FailureKind::Timeout,
-        429 => FailureKind::Throttled,
+        429 => return Verdict::transient(FailureKind::Throttled, Delivery::NotProcessed),
         500 | 502 | 503 => FailureKind::ServerError,
         _ => return Verdict::Permanent,
     };
@@ -290,14 +292,21 @@ pub fn classify_status(status: StatusCode, session_request: bool) -> Verdict {
 
 /// [`classify_status`] plus the wait the headers ask for (see
 /// [`retry_after::from_headers`](crate::retry_after::from_headers)), measured from `now`.
+/// A `503` that carries a `Retry-After` is the origin refusing the request for a while, so
+/// it was not processed.
 pub fn classify_response(
     status: StatusCode,
     headers: &http::HeaderMap,
     session_request: bool,
     now: SystemTime,
 ) -> Verdict {
-    let verdict = classify_status(status, session_request);
-    if verdict.is_transient() {
+    let mut verdict = classify_status(status, session_request);
+    if let Verdict::Transient(t) = &mut verdict {
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && headers.contains_key(http::header::RETRY_AFTER)
+        {
+            t.delivery = Delivery::NotProcessed;
+        }
         verdict.with_retry_after(crate::retry_after::from_headers(headers, now))
     } else {
         verdict

@@ -13,12 +13,31 @@
 //! its path.
 //!
 //! A request that fails on one endpoint moves on to the next healthy one within the same
-//! call when the failure was transient and repeating it is allowed: always when it cannot
-//! have been processed ([`Delivery::NotProcessed`](crate::classify::Delivery), a refused
-//! connection), and after any transient failure when the request is idempotent or keyed
+//! call when the failure was transient and repeating it elsewhere is allowed: always when it
+//! cannot have been processed ([`Delivery::NotProcessed`](crate::classify::Delivery), a
+//! refused connection), and after any transient failure when the request is idempotent
 //! ([`idempotency_of`], the same rule as [`RetryLayer`](crate::RetryLayer)). Otherwise the
 //! failure is returned as it is. When every endpoint is ejected the call fails at once with
 //! [`Error::is_no_healthy_endpoint`].
+//!
+//! # Keyed creates never run in two regions
+//!
+//! An idempotency key deduplicates only where the key is stored. Regions with their own
+//! databases (the default assumption) cannot recognise each other's keys, so a keyed call
+//! (a create carrying an `Idempotency-Key` header or an `idempotencyKey` argument) whose
+//! attempt may have been processed by one endpoint (a reset or timeout after the request was
+//! sent) is **pinned** to that endpoint: every later attempt with the same key, from any
+//! retry layer above or from the application, goes to that endpoint only, where the key
+//! returns the original result. If that endpoint is ejected, the attempt fails at once with
+//! [`Error::is_not_retryable`], naming the endpoint that may hold the call; the call is
+//! never sent to a region that would create it again. A pin is released when the endpoint
+//! answers the call, and forgotten after [`pin_duration`](FailoverConfig::pin_duration)
+//! (default 10 min; at most 10,000 pins are kept, the oldest dropped first). A keyed call
+//! that provably never reached an endpoint (connection refused) moves on freely. Endpoints
+//! that share one idempotency store (one database behind every region) can say so with
+//! [`shared_idempotency`](FailoverConfig::shared_idempotency); keyed calls then fail over
+//! like idempotent ones. Each pin is logged as `mcp_resilience.failover.pinned` (`WARN`,
+//! fields `endpoint`).
 //!
 //! # Health: probes and outlier ejection
 //!
@@ -60,6 +79,7 @@
 //! `mcp_resilience.failover.returned` (`INFO`, field `endpoint`). The names and fields are
 //! stable metric hooks.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
@@ -71,9 +91,10 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::classify::{Classify, FailureKind, HttpClassifier, Verdict};
+use crate::classify::{Classify, Delivery, FailureKind, HttpClassifier, Verdict};
 use crate::error::{BoxError, Error, Kind};
 use crate::layer::{BoxFuture, idempotency_of, oneshot};
+use crate::retry::{Idempotency, IdempotencyKey};
 
 /// Settings of failover; builder-style.
 ///
@@ -84,6 +105,8 @@ use crate::layer::{BoxFuture, idempotency_of, oneshot};
 /// | probe path | `/ping`, appended to each endpoint URL |
 /// | consecutive failures to eject | 3 |
 /// | ejection time | 30 s × ejections in a row, at most 5 min |
+/// | shared idempotency | no: each endpoint has its own store, keyed calls are pinned |
+/// | pin duration | 10 min |
 #[derive(Debug, Clone)]
 pub struct FailoverConfig {
     probe_interval: Option<Duration>,
@@ -92,6 +115,8 @@ pub struct FailoverConfig {
     consecutive_failures: u32,
     base_ejection: Duration,
     max_ejection: Duration,
+    shared_idempotency: bool,
+    pin_duration: Duration,
 }
 
 impl Default for FailoverConfig {
@@ -110,6 +135,8 @@ impl FailoverConfig {
             consecutive_failures: 3,
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
+            shared_idempotency: false,
+            pin_duration: Duration::from_secs(600),
         }
     }
 
@@ -138,6 +165,24 @@ impl FailoverConfig {
     #[must_use]
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive_failures = n.max(1);
+        self
+    }
+
+    /// Whether the endpoints share one store of idempotency keys (default `false`). When
+    /// `true`, a keyed call that may have been processed by one endpoint may be retried on
+    /// another, which recognises the key; when `false` it is
+    /// [pinned](self#keyed-creates-never-run-in-two-regions) to the first.
+    #[must_use]
+    pub fn shared_idempotency(mut self, shared: bool) -> Self {
+        self.shared_idempotency = shared;
+        self
+    }
+
+    /// How long a keyed call stays pinned to the endpoint that may have processed it
+    /// (default 10 min; longer than any retry of the call should last).
+    #[must_use]
+    pub fn pin_duration(mut self, duration: Duration) -> Self {
+        self.pin_duration = duration;
         self
     }
 
@@ -211,7 +256,12 @@ struct Shared {
     active: AtomicUsize,
     switches: AtomicU64,
     probe_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Keyed calls that may have been processed by an endpoint: key → (endpoint, since).
+    pins: Mutex<HashMap<IdempotencyKey, (usize, Instant)>>,
 }
+
+/// The most pins kept; past it the oldest go first.
+const MAX_PINS: usize = 10_000;
 
 impl Drop for Shared {
     fn drop(&mut self) {
@@ -285,6 +335,7 @@ impl Failover {
                 active: AtomicUsize::new(NONE_ACTIVE),
                 switches: AtomicU64::new(0),
                 probe_task: Mutex::new(None),
+                pins: Mutex::default(),
             }),
         })
     }
@@ -330,6 +381,48 @@ impl Failover {
 }
 
 impl Shared {
+    /// The endpoint `key`'s call is pinned to, if any.
+    fn pinned(&self, key: &IdempotencyKey, now: Instant) -> Option<usize> {
+        let pins = lock(&self.pins);
+        let &(i, since) = pins.get(key)?;
+        (now.saturating_duration_since(since) < self.config.pin_duration).then_some(i)
+    }
+
+    fn pin(&self, key: &IdempotencyKey, i: usize, now: Instant) {
+        let mut pins = lock(&self.pins);
+        if pins.len() >= MAX_PINS {
+            let ttl = self.config.pin_duration;
+            pins.retain(|_, (_, since)| now.saturating_duration_since(*since) < ttl);
+            while pins.len() >= MAX_PINS {
+                let Some(oldest) = pins
+                    .iter()
+                    .min_by_key(|(_, (_, since))| *since)
+                    .map(|(k, _)| k.clone())
+                else {
+                    break;
+                };
+                pins.remove(&oldest);
+            }
+        }
+        if pins.insert(key.clone(), (i, now)).is_none() {
+            let endpoint = &*self.endpoints[i].url;
+            tracing::warn!(
+                name: "mcp_resilience.failover.pinned",
+                target: "mcp_resilience::failover",
+                endpoint,
+                "a keyed call may have been processed here; its retries stay on this endpoint"
+            );
+        }
+    }
+
+    fn unpin(&self, key: &IdempotencyKey) {
+        lock(&self.pins).remove(key);
+    }
+
+    fn is_ejected(&self, i: usize, now: Instant) -> bool {
+        !self.available(&lock(&self.endpoints[i].health), now)
+    }
+
     fn available(&self, h: &Health, now: Instant) -> bool {
         match h.ejected_until {
             None => true,
@@ -560,6 +653,49 @@ where
     }
 }
 
+/// An attempt of a keyed call pinned to endpoint `i`: sent there only; the pin is released
+/// once the endpoint answers, kept while the outcome stays unknown.
+async fn pinned_attempt<S, B>(
+    shared: &Shared,
+    inner: S,
+    req: &http::Request<Bytes>,
+    key: &IdempotencyKey,
+    i: usize,
+) -> Result<http::Response<B>, BoxError>
+where
+    S: Service<http::Request<Bytes>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+{
+    if shared.is_ejected(i, Instant::now()) {
+        return Err(Error::new(Kind::NotRetryable)
+            .with_context(format!(
+                "an earlier attempt of this keyed call may have been processed by {}, which is \
+                 ejected now; the other endpoints cannot recognise its idempotency key, so it is \
+                 not sent to them (check the call on that endpoint once it is back)",
+                shared.endpoints[i].url
+            ))
+            .into());
+    }
+    let mut attempt = crate::layer::replay(req);
+    *attempt.uri_mut() = shared.route(i, req.uri())?;
+    let result = oneshot(inner, attempt).await;
+    let verdict = HttpClassifier::new().classify(result.as_ref());
+    let transient = verdict.as_transient().copied();
+    let now = Instant::now();
+    shared.record(
+        i,
+        transient.is_some_and(|t| t.kind != FailureKind::Throttled),
+        now,
+    );
+    match transient {
+        Some(t) if t.delivery == Delivery::MaybeProcessed => shared.pin(key, i, now),
+        Some(_) => {}
+        None => shared.unpin(key),
+    }
+    shared.note_active(i);
+    result
+}
+
 /// The service of [`FailoverLayer`].
 #[derive(Debug, Clone)]
 pub struct FailoverService<S> {
@@ -589,6 +725,16 @@ where
         Box::pin(async move {
             let idempotency = idempotency_of(&req);
             let classifier = HttpClassifier::new();
+            // The key whose call must stay where it may have been processed.
+            let pin_key = match &idempotency {
+                Idempotency::Key(key) if !shared.config.shared_idempotency => Some(key),
+                _ => None,
+            };
+            if let Some(key) = pin_key
+                && let Some(i) = shared.pinned(key, Instant::now())
+            {
+                return pinned_attempt(&shared, inner, &req, key, i).await;
+            }
             let mut next = 0;
             let mut tried = 0u32;
             loop {
@@ -611,6 +757,13 @@ where
                 let transient = verdict.as_transient().copied();
                 let counts = transient.is_some_and(|t| t.kind != FailureKind::Throttled);
                 shared.record(i, counts, Instant::now());
+                if let (Some(key), Some(t)) = (pin_key, transient)
+                    && t.delivery == Delivery::MaybeProcessed
+                {
+                    // Only this endpoint can recognise the key now.
+                    shared.pin(key, i, Instant::now());
+                    return result;
+                }
                 match (verdict, transient) {
                     (Verdict::Transient(_), Some(t))
                         if idempotency.allows_retry(t.delivery)

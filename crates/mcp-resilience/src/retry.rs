@@ -221,7 +221,7 @@ impl Stop {
 /// |---|---|
 /// | backoff | [`Backoff::new`]: full jitter, base 1 s, cap 10 s, 3 retries |
 /// | classifier | [`DefaultClassifier`] |
-/// | budget | a new [`RetryBudget`] (500 tokens), shared by clones |
+/// | budget | a new [`RetryBudget`] (1000 tokens), shared by clones |
 /// | spread retries | on ([`spread_retries`](Self::spread_retries)) |
 /// | breaker | none (attach the endpoint's with [`breaker`](Self::breaker)) |
 /// | overall deadline | 60 s (azure_core's total retry time) |

@@ -16,9 +16,9 @@ use mcp_resilience::classify::FailureKind;
 use mcp_resilience::{Backoff, Idempotency, RetryPolicy, Strategy};
 
 #[test]
-fn defaults_capacity_500_cost_10_timeout_cost_20_conflict_free_refund_1() {
+fn defaults_capacity_1000_cost_10_timeout_cost_20_conflict_free_refund_1() {
     let budget = RetryBudget::new();
-    assert_eq!(budget.available(), 500);
+    assert_eq!(budget.available(), 1000);
     assert_eq!(*budget.config(), BudgetConfig::default());
     assert_eq!(budget.config().cost_of(FailureKind::ServerError), 10);
     assert_eq!(budget.config().cost_of(FailureKind::Connect), 10);
@@ -28,9 +28,9 @@ fn defaults_capacity_500_cost_10_timeout_cost_20_conflict_free_refund_1() {
     let p = budget.try_reserve(FailureKind::Timeout).unwrap();
     assert_eq!(p.cost(), 20);
     drop(p);
-    assert_eq!(budget.available(), 480);
+    assert_eq!(budget.available(), 980);
     budget.record_success();
-    assert_eq!(budget.available(), 481);
+    assert_eq!(budget.available(), 981);
 }
 
 #[test]
@@ -45,7 +45,7 @@ fn conflicts_cost_nothing_but_count_as_outstanding() {
 }
 
 /// The budget's promise: whatever the failure rate, retries stay below one per ten successful
-/// calls plus the 50 a full bucket pays for (gRPC A6's token ratio).
+/// calls plus the 100 a full bucket pays for (gRPC A6's token ratio).
 #[test]
 fn retries_stay_below_a_tenth_of_successes_plus_the_burst_at_any_failure_rate() {
     for failure_percent in [5u32, 20, 50, 90] {
@@ -74,7 +74,7 @@ fn retries_stay_below_a_tenth_of_successes_plus_the_burst_at_any_failure_rate() 
             }
         }
         assert!(
-            retries <= successes / 10 + 50,
+            retries <= successes / 10 + 100,
             "{failure_percent}% failures: {retries} retries for {successes} successes"
         );
         if failure_percent == 5 {
@@ -91,7 +91,7 @@ fn sustained_failures_drain_the_bucket() {
         drop(permit); // the retry failed: tokens spent
         retries += 1;
     }
-    assert_eq!(retries, 50, "500 tokens / 10 per retry");
+    assert_eq!(retries, 100, "1000 tokens / 10 per retry");
     assert_eq!(budget.available(), 0);
 
     let budget = RetryBudget::new();
@@ -100,7 +100,7 @@ fn sustained_failures_drain_the_bucket() {
         drop(permit);
         retries += 1;
     }
-    assert_eq!(retries, 25, "timeouts cost twice as much");
+    assert_eq!(retries, 50, "timeouts cost twice as much");
 }
 
 #[test]

@@ -42,7 +42,10 @@ fn http_statuses() {
         (501, Verdict::Permanent),
         (505, Verdict::Permanent),
         (408, transient(FailureKind::Timeout, SENT)),
-        (429, transient(FailureKind::Throttled, SENT)),
+        (
+            429,
+            transient(FailureKind::Throttled, Delivery::NotProcessed),
+        ),
         (500, transient(FailureKind::ServerError, SENT)),
         (502, transient(FailureKind::ServerError, SENT)),
         (503, transient(FailureKind::ServerError, SENT)),
@@ -86,9 +89,17 @@ fn http_classifier_reads_retry_after_on_transient_responses_only() {
         .body(())
         .unwrap();
     let verdict = Classify::<_, BoxError>::classify(&c, Ok(&resp));
+    // The origin refusing for a while: not processed.
     assert_eq!(
         verdict,
-        transient(FailureKind::ServerError, SENT).with_retry_after(Some(Duration::from_secs(5)))
+        transient(FailureKind::ServerError, Delivery::NotProcessed)
+            .with_retry_after(Some(Duration::from_secs(5)))
+    );
+    // Without `Retry-After` a 503 may be a gateway's answer after an upstream reset.
+    let resp = Response::builder().status(503).body(()).unwrap();
+    assert_eq!(
+        Classify::<_, BoxError>::classify(&c, Ok(&resp)),
+        transient(FailureKind::ServerError, SENT)
     );
     let resp = Response::builder()
         .status(429)
@@ -281,7 +292,10 @@ async fn transport_status_errors() {
     assert_eq!(e.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(e.verdict(), transient(FailureKind::ServerError, SENT));
     let e = transport_error(|| Ok(json(429, b""))).await;
-    assert_eq!(e.verdict(), transient(FailureKind::Throttled, SENT));
+    assert_eq!(
+        e.verdict(),
+        transient(FailureKind::Throttled, Delivery::NotProcessed)
+    );
     let e = transport_error(|| Ok(json(400, b""))).await;
     assert_eq!(e.verdict(), Verdict::Permanent);
     // A 404 with no session: the transport did not treat it as expiry; neither do we.

@@ -96,24 +96,30 @@ async fn scripted_failover_moves_on_within_a_call_only_when_repeating_is_allowed
     let inner = regions(Arc::default(), Status(503));
     let svc =
         FailoverLayer::new(Failover::new([EAST, WEST], no_probes()).unwrap()).layer(inner.clone());
-    // A read and a keyed create move on after a 503.
+    // A read moves on after a 503.
     assert_eq!(
         send(&svc, post(EAST, TOOLS_LIST)).await.unwrap().status(),
         200
     );
+    assert_eq!(authorities(&inner), ["east.example", "west.example"]);
+    // A keyed create moves on after a 503 with `Retry-After` (the origin refused it) ...
+    let inner = regions(Arc::default(), Step::StatusWith(503, "retry-after", "1"));
+    let svc =
+        FailoverLayer::new(Failover::new([EAST, WEST], no_probes()).unwrap()).layer(inner.clone());
     assert_eq!(
         send(&svc, post(EAST, KEYED_CREATE)).await.unwrap().status(),
         200
     );
+    assert_eq!(authorities(&inner), ["east.example", "west.example"]);
+    // ... and after any 503 when the regions share their idempotency store.
+    let inner = regions(Arc::default(), Status(503));
+    let shared = no_probes().shared_idempotency(true);
+    let svc = FailoverLayer::new(Failover::new([EAST, WEST], shared).unwrap()).layer(inner.clone());
     assert_eq!(
-        authorities(&inner),
-        [
-            "east.example",
-            "west.example",
-            "east.example",
-            "west.example"
-        ]
+        send(&svc, post(EAST, KEYED_CREATE)).await.unwrap().status(),
+        200
     );
+    assert_eq!(authorities(&inner), ["east.example", "west.example"]);
     // A create without a key may have been processed: its 503 comes back as it is.
     let inner = regions(Arc::default(), Status(503));
     let svc =
@@ -341,4 +347,66 @@ fn failover_refuses_bad_endpoint_lists() {
     let err = Failover::new(["/relative"], FailoverConfig::new()).unwrap_err();
     assert!(err.to_string().contains("/relative"), "{err}");
     assert!(Failover::new(Vec::<String>::new(), FailoverConfig::new()).is_err());
+}
+
+/// A keyed create whose attempt may have been processed by east (a plain 503: possibly a
+/// gateway's answer after the request went through) stays on east: its retries go there,
+/// never to west, which would create it again; once east is ejected they fail at once,
+/// naming east; an answer from east releases the pin.
+#[tokio::test(start_paused = true)]
+async fn scripted_keyed_call_that_may_have_been_processed_is_pinned_to_its_endpoint() {
+    let east_ok = Arc::new(AtomicBool::new(false));
+    let inner = {
+        let east_ok = east_ok.clone();
+        Scripted::new(move |seen, _| {
+            if seen.authority() == "east.example" && !east_ok.load(Ordering::SeqCst) {
+                Status(503)
+            } else {
+                Status(200)
+            }
+        })
+    };
+    let failover = Failover::new([EAST, WEST], no_probes()).unwrap();
+    let svc = FailoverLayer::new(failover.clone()).layer(inner.clone());
+    // Two attempts of the call (a retry layer above would make them): both on east.
+    for _ in 0..2 {
+        let resp = send(&svc, post(EAST, KEYED_CREATE)).await.unwrap();
+        assert_eq!(resp.status(), 503);
+    }
+    assert_eq!(authorities(&inner), ["east.example", "east.example"]);
+    // Other calls still fail over; the third failure ejects east.
+    assert_eq!(
+        send(&svc, post(EAST, TOOLS_LIST)).await.unwrap().status(),
+        200
+    );
+    assert!(!failover.health().endpoints[0].healthy);
+    // East ejected: the pinned call fails at once, unsent, and says why.
+    let err = send(&svc, post(EAST, KEYED_CREATE)).await.unwrap_err();
+    let err = err.downcast::<Error>().unwrap();
+    assert!(err.is_not_retryable(), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("may have been processed by http://east.example/mcp"),
+        "{shown}"
+    );
+    assert_eq!(inner.seen().len(), 4, "nothing sent");
+    // A different key is not pinned: it goes to west.
+    let other = post(EAST, KEYED_CREATE);
+    let (mut parts, body) = other.into_parts();
+    parts
+        .headers
+        .insert("idempotency-key", "another-key".parse().unwrap());
+    let other = http::Request::from_parts(parts, body);
+    assert_eq!(send(&svc, other).await.unwrap().status(), 200);
+    assert_eq!(authorities(&inner).last().unwrap(), "west.example");
+
+    // East back (its ejection time passed; probation without probes) and answering: the
+    // pinned call goes there, gets its answer, and the pin is released.
+    east_ok.store(true, Ordering::SeqCst);
+    tokio::time::advance(S(11)).await;
+    assert_eq!(
+        send(&svc, post(EAST, KEYED_CREATE)).await.unwrap().status(),
+        200
+    );
+    assert_eq!(authorities(&inner).last().unwrap(), "east.example");
 }

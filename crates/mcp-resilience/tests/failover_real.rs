@@ -47,10 +47,14 @@ async fn run() {
     let east = region("east").await;
     let west = region("west").await;
     let (east_url, west_url) = (east.url(), west.url());
+    // The echo servers keep no state, as if both regions shared one idempotency store: a
+    // keyed call whose request may have reached the dying primary may move on. (Pinning, for
+    // regions with their own stores, is covered by `failover_e2e.rs`.)
     let config = FailoverConfig::new()
         .probe_interval(Some(Duration::from_millis(100)))
         .consecutive_failures(1)
-        .ejection_time(Duration::from_secs(60), Duration::from_secs(60));
+        .ejection_time(Duration::from_secs(60), Duration::from_secs(60))
+        .shared_idempotency(true);
     let failover = Failover::new([&east_url, &west_url], config).unwrap();
     let pool = HttpClient::new(&HttpConfig::default()).unwrap();
     let stack = FailoverLayer::new(failover.clone()).layer(pool);
@@ -66,7 +70,6 @@ async fn run() {
     let call = |n: u32| {
         let client = &client;
         async move {
-            // Keyed, so a call whose request may have reached the dying primary may move on.
             let args = json!({"n": n, "idempotencyKey": format!("key-{n}")});
             let result = client
                 .call_tool("echo", args, CallOptions::new())
