@@ -21,9 +21,9 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the scheduler + CLI issues"
+#[cfg_attr(
+    not(feature = "client"),
+    allow(dead_code, reason = "the client constructs them")
 )]
 pub(crate) enum Kind {
     Config,
@@ -32,11 +32,16 @@ pub(crate) enum Kind {
     InvalidResponse,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the scheduler + CLI issues"
+#[cfg_attr(
+    not(feature = "client"),
+    allow(dead_code, reason = "the client constructs them")
 )]
 impl Error {
+    /// A configuration error; `context` names the setting's path and what is wrong.
+    pub(crate) fn config(context: impl Into<String>) -> Self {
+        Self::new(Kind::Config).with_context(context)
+    }
+
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
             inner: Box::new(Inner {

@@ -29,6 +29,8 @@
 //! # let _ = exit_code;
 //! ```
 
+#[cfg(feature = "client")]
+pub mod config;
 pub mod domain;
 mod error;
 
