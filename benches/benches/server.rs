@@ -221,7 +221,7 @@ fn write_config(dir: &Path, name: &str, webhook: Option<&str>, auth: bool) -> Pa
 /// `mcp-scheduler clients create --name bench`: returns (client id, API key).
 fn register_client(binary: &Path, config: &Path) -> (String, String) {
     let out = Command::new(binary)
-        .arg("--config")
+        .arg("--server-config")
         .arg(config)
         .args(["clients", "create", "--name", "bench"])
         .stderr(Stdio::null())
@@ -245,7 +245,7 @@ fn start_ours(binary: &Path, config: &Path) -> Proc {
     // Owned by a `Proc` at once, so a failed start below kills it.
     let mut proc = Proc {
         child: Command::new(binary)
-            .arg("--config")
+            .arg("--server-config")
             .arg(config)
             .arg("serve")
             .env("RUST_LOG", "info")

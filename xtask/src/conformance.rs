@@ -1117,7 +1117,7 @@ impl ServerUnderTest {
         let mut log_file =
             std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let mut cmd = Command::new(bin);
-        cmd.arg("--config")
+        cmd.arg("--server-config")
             .arg(&config)
             .arg("serve")
             .env("NO_COLOR", "1")

@@ -45,7 +45,7 @@ fn clients_are_created_listed_without_keys_and_survive_backup_and_restore() {
     assert!(!listed.contains(&key), "the key must never be listed");
 
     let backup = dir.path().join("backup.json");
-    run(&db, &["backup", "export", backup.to_str().unwrap()]);
+    run(&db, &["export", backup.to_str().unwrap()]);
     let text = std::fs::read_to_string(&backup).unwrap();
     assert!(
         text.contains(&id) && !text.contains(&key),
@@ -53,10 +53,7 @@ fn clients_are_created_listed_without_keys_and_survive_backup_and_restore() {
     );
 
     let restored = dir.path().join("b.db");
-    let out = stdout(&run(
-        &restored,
-        &["backup", "import", backup.to_str().unwrap()],
-    ));
+    let out = stdout(&run(&restored, &["import", backup.to_str().unwrap()]));
     assert!(out.contains("1 clients"), "{out}");
     assert!(stdout(&run(&restored, &["clients", "list"])).contains(&id));
 
@@ -70,9 +67,9 @@ fn importing_into_a_store_that_is_not_empty_is_refused() {
     let db = dir.path().join("a.db");
     run(&db, &["clients", "create", "--name", "x"]);
     let backup = dir.path().join("backup.json");
-    run(&db, &["backup", "export", backup.to_str().unwrap()]);
+    run(&db, &["export", backup.to_str().unwrap()]);
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-scheduler"))
-        .args(["backup", "import", backup.to_str().unwrap()])
+        .args(["import", backup.to_str().unwrap()])
         .env("SCHEDULER_DATABASE", &db)
         .output()
         .unwrap();

@@ -30,6 +30,7 @@ pub(crate) enum Kind {
     Transport,
     Tool,
     InvalidResponse,
+    InvalidArgument,
 }
 
 #[cfg_attr(
@@ -54,7 +55,12 @@ impl Error {
 
     /// Adds a human-readable detail (what and where) to the message.
     pub(crate) fn with_context(mut self, context: impl Into<String>) -> Self {
-        self.inner.context = Some(context.into());
+        let context = context.into();
+        // A second context goes in front: the outer detail first.
+        self.inner.context = Some(match self.inner.context.take() {
+            Some(inner) => format!("{context}: {inner}"),
+            None => context,
+        });
         self
     }
 
@@ -78,6 +84,12 @@ impl Error {
     /// Returns true if the Scheduler tool answered with an error result.
     pub fn is_tool(&self) -> bool {
         matches!(self.inner.kind, Kind::Tool)
+    }
+
+    /// Returns true if a request argument is invalid (checked before any call, with the
+    /// server's rules); the message names the argument.
+    pub fn is_invalid_argument(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidArgument)
     }
 
     /// Returns true if the tool's result did not have the documented shape.
@@ -107,6 +119,7 @@ impl fmt::Display for Error {
             Kind::Transport => "scheduler call failed",
             Kind::Tool => "scheduler tool reported an error",
             Kind::InvalidResponse => "scheduler returned an unexpected result",
+            Kind::InvalidArgument => "invalid scheduler request",
         })?;
         if let Some(context) = &self.inner.context {
             write!(f, ": {context}")?;

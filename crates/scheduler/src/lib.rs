@@ -30,8 +30,18 @@
 //! ```
 
 #[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
 pub mod config;
 pub mod domain;
 mod error;
+#[cfg(feature = "client")]
+pub mod service;
 
+#[cfg(feature = "client")]
+pub use client::{EndpointCheck, McpSdkClient};
+#[cfg(feature = "client")]
+pub use config::Config;
 pub use error::Error;
+#[cfg(feature = "client")]
+pub use service::{HealthMonitor, HealthReport, Pages, SchedulerService};

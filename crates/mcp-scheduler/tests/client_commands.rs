@@ -1,0 +1,334 @@
+//! The client commands end to end, as a user runs them: `mcp-scheduler serve` in one process
+//! (SQLite file, loopback, auth on), `clients add` for an API key, then every client command
+//! through the real client stack against it — and the demo. Bad input (config path,
+//! timestamp, server name) gives a clear message and the documented exit code.
+
+#![allow(clippy::unwrap_used, reason = "test code")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-scheduler"));
+    cmd.env_remove("SCHEDULER_CONFIG")
+        .env_remove("MCP_SCHEDULER_CONFIG")
+        .env_remove("SCHEDULER_CLIENT_ID")
+        .env_remove("SCHEDULER_API_KEY")
+        .env_remove("APPLICATIONINSIGHTS_CONNECTION_STRING")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// A `serve` process on an ephemeral port; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    db: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Server {
+    let db = dir.join("scheduler.db");
+    let mut child = bin()
+        .arg("serve")
+        .env("SCHEDULER_BIND", "127.0.0.1:0")
+        .env("SCHEDULER_DATABASE", &db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("scheduler listening on ") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("serve did not report its address within 30 s");
+    Server { child, url, db }
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Registers a client and writes a client configuration for it; returns (config, api key).
+fn client_config(server: &Server, dir: &Path) -> (PathBuf, String) {
+    let added = json_of(&ok(bin()
+        .args(["--json", "clients", "add", "--name", "cli test"])
+        .env("SCHEDULER_DATABASE", &server.db)
+        .output()
+        .unwrap()));
+    let (id, key) = (
+        added["client_id"].as_str().unwrap().to_owned(),
+        added["api_key"].as_str().unwrap().to_owned(),
+    );
+    let config = serde_json::json!({
+        "mcp": { "mcp_servers": [ {
+            "name": "Scheduler",
+            "transport": {
+                "type": "http",
+                "url": format!("{}/mcp", server.url),
+                "auth": { "client_id": id, "api_key": key }
+            }
+        } ] }
+    });
+    let path = dir.join("client.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    (path, key)
+}
+
+fn with_config(config: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.arg("--config").arg(config);
+    cmd
+}
+
+#[test]
+fn every_client_command_against_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let (config, key) = client_config(&server, dir.path());
+
+    // tools
+    let tools = json_of(&ok(with_config(&config)
+        .args(["--json", "tools"])
+        .output()
+        .unwrap()));
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"scheduleConversation"), "{names:?}");
+    let human =
+        String::from_utf8(ok(with_config(&config).arg("tools").output().unwrap()).stdout).unwrap();
+    assert!(
+        human.starts_with("TOOL") && human.contains("getConversationStatus"),
+        "{human}"
+    );
+
+    // schedule: twice with one key → one conversation.
+    let schedule = |key: &str| {
+        json_of(&ok(with_config(&config)
+            .args([
+                "--json",
+                "schedule",
+                "--topic",
+                "CLI test",
+                "--participant",
+                "ana@contoso.example",
+                "--at",
+                "2099-01-02T10:00:00+01:00",
+                "--timezone",
+                "Europe/Paris",
+                "--metadata",
+                r#"{"team":"billing"}"#,
+                "--idempotency-key",
+                key,
+            ])
+            .output()
+            .unwrap()))
+    };
+    let first = schedule("cli-key-1");
+    let again = schedule("cli-key-1");
+    let id = first["conversationId"].as_str().unwrap().to_owned();
+    assert_eq!(first["created"], true);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["conversationId"], first["conversationId"]);
+    assert_eq!(first["scheduledTime"], "2099-01-02T09:00:00Z");
+
+    // status, reschedule, list, cancel
+    let status = json_of(&ok(with_config(&config)
+        .args(["--json", "status", &id])
+        .output()
+        .unwrap()));
+    assert_eq!(status["status"], "scheduled");
+    assert_eq!(status["topic"], "CLI test");
+    let moved = json_of(&ok(with_config(&config)
+        .args(["--json", "reschedule", &id, "2099-01-03T10:00:00Z"])
+        .output()
+        .unwrap()));
+    assert_eq!(moved["scheduledTime"], "2099-01-03T10:00:00Z");
+    let listed = json_of(&ok(with_config(&config)
+        .args(["--json", "list", "--status", "scheduled", "--all"])
+        .output()
+        .unwrap()));
+    assert_eq!(listed["conversations"].as_array().unwrap().len(), 1);
+    let table =
+        String::from_utf8(ok(with_config(&config).arg("list").output().unwrap()).stdout).unwrap();
+    assert!(table.starts_with("ID") && table.contains(&id), "{table}");
+    let cancelled = json_of(&ok(with_config(&config)
+        .args(["--json", "cancel", &id])
+        .output()
+        .unwrap()));
+    assert_eq!(cancelled["status"], "cancelled");
+    // Rescheduling a cancelled conversation: the Scheduler refuses (exit 4), with its reason.
+    let refused = with_config(&config)
+        .args(["reschedule", &id, "2099-01-04T10:00:00Z"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("cancelled"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // health
+    let health = json_of(&ok(with_config(&config)
+        .args(["--json", "health"])
+        .output()
+        .unwrap()));
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["endpoints"][0]["healthy"], true);
+
+    // config check: resolved, redacted.
+    let checked = ok(with_config(&config)
+        .args(["config", "check"])
+        .output()
+        .unwrap());
+    let text = String::from_utf8(checked.stdout).unwrap();
+    assert!(!text.contains(&key), "the API key must be redacted: {text}");
+    assert!(
+        text.contains("[redacted]") && text.contains("max_retries"),
+        "{text}"
+    );
+
+    // The API key never reaches the output of any command above or below.
+    let bad_time = with_config(&config)
+        .args([
+            "schedule",
+            "--topic",
+            "x",
+            "--participant",
+            "a@b.example",
+            "--at",
+            "tomorrow",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad_time.status.code(), Some(65), "{}", stderr(&bad_time));
+    assert!(
+        stderr(&bad_time).contains("scheduledTime"),
+        "{}",
+        stderr(&bad_time)
+    );
+    assert!(!stderr(&bad_time).contains(&key));
+
+    let unknown = with_config(&config)
+        .args(["--server", "Nope", "tools"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(78), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("Nope") && stderr(&unknown).contains("Scheduler"));
+}
+
+#[test]
+fn a_bad_config_path_is_a_configuration_error() {
+    let out = bin()
+        .args(["--config", "/nonexistent/client.json", "tools"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/client.json"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bin().arg("tools").output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}
+
+#[test]
+fn health_of_a_server_that_is_not_there_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("client.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"mcp":{{"mcp_servers":[{{"name":"Scheduler","transport":{{"type":"http","url":"http://127.0.0.1:{port}/mcp"}},"resilience":{{"max_retries":0}}}}]}}}}"#
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = with_config(&config).arg("health").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unhealthy"), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn the_demo_runs_the_whole_system_and_reports_it() {
+    let out = ok(bin()
+        .args(["--json", "demo", "--due-in", "1"])
+        .output()
+        .unwrap());
+    let summary = json_of(&out);
+    assert_eq!(summary["ok"], true, "{summary:#}");
+    assert_eq!(summary["scheduled"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["idempotent_retry"]["created"], false);
+    assert_eq!(
+        summary["idempotent_retry"]["conversation_id"],
+        summary["scheduled"][0]["conversationId"]
+    );
+    assert_eq!(summary["dispatched"]["status"], "completed");
+    assert_eq!(summary["cancelled"]["status"], "cancelled");
+    assert_eq!(summary["conversations"].as_array().unwrap().len(), 3);
+    assert_eq!(summary["health"]["healthy"], true);
+    // Progress went to stderr, step by step.
+    let progress = stderr(&out);
+    assert!(
+        progress.contains("[1/9]") && progress.contains("[9/9]"),
+        "{progress}"
+    );
+}
