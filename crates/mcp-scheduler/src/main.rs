@@ -18,6 +18,7 @@
 )]
 
 mod demo;
+mod functions;
 mod output;
 
 use std::path::PathBuf;
@@ -156,6 +157,13 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Serve the Azure Functions custom handler (`GET /api/status?conversation_id=...`) on
+    /// FUNCTIONS_CUSTOMHANDLER_PORT; see deploy/functions/.
+    FunctionsHandler {
+        /// Listen on this port instead of FUNCTIONS_CUSTOMHANDLER_PORT.
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Export the store (clients with hashed keys, settings, conversations) to a JSON file.
     Export {
         /// Output file.
@@ -292,7 +300,7 @@ fn init_logs(format: LogFormat, command: &Command) {
     // The service logs at info by default; a client command or the demo (whose progress is
     // its own output) only warnings. rmcp logs several info lines per stateless request.
     let default = match command {
-        Command::Serve => "info,rmcp=warn",
+        Command::Serve | Command::FunctionsHandler { .. } => "info,rmcp=warn",
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -546,6 +554,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             out.conversations(&conversations, next_cursor.as_deref());
             Ok(())
         }
+        Command::FunctionsHandler { port } => functions::run(service(&cli).await?, *port).await,
         Command::Health => {
             let service = service(&cli).await.map_err(|f| {
                 // Not even connected: unhealthy, with the reason.

@@ -332,3 +332,80 @@ fn the_demo_runs_the_whole_system_and_reports_it() {
         "{progress}"
     );
 }
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+fn get(port: u16, path: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_functions_handler_answers_status_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path());
+    let (config, _key) = client_config(&server, dir.path());
+    let scheduled = json_of(&ok(with_config(&config)
+        .args([
+            "--json",
+            "schedule",
+            "--topic",
+            "functions",
+            "--participant",
+            "a@contoso.example",
+            "--at",
+            "2099-05-01T08:00:00Z",
+        ])
+        .output()
+        .unwrap()));
+    let id = scheduled["conversationId"].as_str().unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut handler = with_config(&config)
+        .arg("functions-handler")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the handler did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let (status, body) = get(port, &format!("/api/status?conversation_id={id}"));
+    assert_eq!(
+        (status, &body),
+        (200, &serde_json::json!({"status": "scheduled"}))
+    );
+    let (status, body) = get(port, "/api/status");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("conversation_id"),
+        "{body}"
+    );
+    let (status, body) = get(port, "/api/status?conversation_id=");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = get(port, "/api/status?conversation_id=no-such-conversation");
+    assert_eq!(status, 404, "{body}");
+    let _ = handler.kill();
+    let _ = handler.wait();
+}
