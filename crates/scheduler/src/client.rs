@@ -44,7 +44,75 @@ use crate::Error;
 use crate::config::{AzureConfig, Config, ServerConfig, TransportKind};
 use crate::error::Kind;
 
-type HttpService = BoxCloneSyncService<HttpRequest, HttpResponse, BoxError>;
+/// The HTTP service type at every point of the stack: what a [custom layer](Stack::wrap_http)
+/// receives and returns.
+pub type HttpService = BoxCloneSyncService<HttpRequest, HttpResponse, BoxError>;
+
+type Wrap = Box<dyn FnOnce(HttpService) -> HttpService + Send>;
+
+/// Where a custom layer goes in the stack; see [`McpSdkClient::builder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Position {
+    /// Around the pooled client, below auth and resilience: sees every attempt (after
+    /// failover chose the region and auth set the token), e.g. to log or measure each one.
+    Attempt,
+    /// Outermost, around the retry layer: sees each MCP request once, whatever happens
+    /// below, e.g. to add a header that every attempt carries.
+    Request,
+}
+
+/// Builds an [`McpSdkClient`] with custom layers; see [`McpSdkClient::builder`].
+pub struct Stack<'a> {
+    server: &'a ServerConfig,
+    azure: AzureConfig,
+    attempt: Vec<Wrap>,
+    request: Vec<Wrap>,
+}
+
+impl std::fmt::Debug for Stack<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("server", &self.server.name)
+            .field("attempt_layers", &self.attempt.len())
+            .field("request_layers", &self.request.len())
+            .finish()
+    }
+}
+
+impl Stack<'_> {
+    /// The Azure settings (default: none of Azure's features).
+    #[must_use]
+    pub fn azure(mut self, azure: &AzureConfig) -> Self {
+        self.azure = azure.clone();
+        self
+    }
+
+    /// Adds a layer at `position`: `wrap` gets the service below it and returns the service
+    /// to use instead (wrap a tower `Layer` with `BoxCloneSyncService::new(layer.layer(s))`).
+    /// Layers added to one position apply in order, the first innermost. HTTP servers only;
+    /// ignored for stdio.
+    #[must_use]
+    pub fn wrap_http(
+        mut self,
+        position: Position,
+        wrap: impl FnOnce(HttpService) -> HttpService + Send + 'static,
+    ) -> Self {
+        match position {
+            Position::Attempt => self.attempt.push(Box::new(wrap)),
+            Position::Request => self.request.push(Box::new(wrap)),
+        }
+        self
+    }
+
+    /// Connects.
+    pub async fn connect(self) -> Result<McpSdkClient, Error> {
+        match self.server.transport.kind {
+            TransportKind::Http => connect_http(self).await,
+            TransportKind::Stdio => connect_stdio(self.server).await,
+        }
+    }
+}
 
 /// How long a `/ping` check may take (the design document's probe timeout).
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -96,9 +164,41 @@ impl McpSdkClient {
 
     /// Connects to `server`, composing its stack (see the [module docs](self)).
     pub async fn connect(server: &ServerConfig, azure: &AzureConfig) -> Result<Self, Error> {
-        match server.transport.kind {
-            TransportKind::Http => connect_http(server, azure).await,
-            TransportKind::Stdio => connect_stdio(server).await,
+        Self::builder(server).azure(azure).connect().await
+    }
+
+    /// A builder for `server`'s client, to add custom tower layers to its HTTP stack.
+    ///
+    /// ```no_run
+    /// use scheduler::client::{McpSdkClient, Position};
+    /// use scheduler::config::{ServerConfig, TransportConfig};
+    /// use tower::util::BoxCloneSyncService;
+    ///
+    /// # async fn run() -> Result<(), scheduler::Error> {
+    /// let server = ServerConfig::new("Scheduler", TransportConfig::http("https://scheduler.example/mcp"));
+    /// let client = McpSdkClient::builder(&server)
+    ///     .wrap_http(Position::Request, |inner| {
+    ///         // Any tower layer over `http::Request<Bytes>`; here a header on every request.
+    ///         BoxCloneSyncService::new(tower::util::MapRequestLayer::new(
+    ///             |mut req: http::Request<bytes::Bytes>| {
+    ///                 req.headers_mut().insert("x-team", http::HeaderValue::from_static("billing"));
+    ///                 req
+    ///             },
+    ///         ).layer(inner))
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = client;
+    /// # Ok(())
+    /// # }
+    /// # use tower::Layer as _;
+    /// ```
+    pub fn builder(server: &ServerConfig) -> Stack<'_> {
+        Stack {
+            server,
+            azure: AzureConfig::default(),
+            attempt: Vec::new(),
+            request: Vec::new(),
         }
     }
 
@@ -203,7 +303,14 @@ fn protocol(server: &ServerConfig) -> ProtocolChoice {
         .map_or(ProtocolChoice::Auto, ProtocolChoice::Version)
 }
 
-async fn connect_http(server: &ServerConfig, azure: &AzureConfig) -> Result<McpSdkClient, Error> {
+async fn connect_http(stack: Stack<'_>) -> Result<McpSdkClient, Error> {
+    let Stack {
+        server,
+        azure,
+        attempt,
+        request,
+    } = stack;
+    let azure = &azure;
     let at = |field: &str| format!("server `{}`: transport.{field}", server.name);
     let url = server
         .transport
@@ -231,6 +338,9 @@ async fn connect_http(server: &ServerConfig, azure: &AzureConfig) -> Result<McpS
 
     // Innermost first: pool → hedge → breaker → failover → auth → retry.
     let mut service: HttpService = BoxCloneSyncService::new(pool.clone());
+    for wrap in attempt {
+        service = wrap(service);
+    }
     let budget = r.retry_budget.then(mcp_resilience::RetryBudget::new);
     if let Some(delay) = r.hedge_delay_ms {
         service = BoxCloneSyncService::new(
@@ -287,6 +397,9 @@ async fn connect_http(server: &ServerConfig, azure: &AzureConfig) -> Result<McpS
         .deadline(Some(ms(r.deadline_ms)))
         .attempt_timeout(Some(ms(server.timeout_ms)));
     service = BoxCloneSyncService::new(RetryLayer::new(policy).layer(service));
+    for wrap in request {
+        service = wrap(service);
+    }
 
     let mut transport_config = HttpTransportConfig::default();
     transport_config.allow_insecure_http = server.transport.allow_insecure_http;
