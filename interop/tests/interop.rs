@@ -844,3 +844,411 @@ fn rmcp_stateless_2025_11_25() {
         &rmcp_expect(V2025_11_25, false, Some(false)),
     ));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Scheduler tool contract: one `SchedulerService` flow against our server
+// (`crates/scheduler-server`, in-process, auth on) and against a second implementation of the
+// contract on the Python `mcp` package (`peers/python_scheduler_server.py`). Where the two
+// legitimately differ (error wording, id format) the flow asserts on meaning, not wording.
+
+/// The second implementation's script (see [`python_script`] for why the run-time
+/// `CARGO_MANIFEST_DIR`).
+fn python_scheduler_script() -> String {
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    format!("{dir}/peers/python_scheduler_server.py")
+}
+
+/// The Python Scheduler on an ephemeral 127.0.0.1 port (it prints `listening on <url>`).
+fn python_scheduler(name: &str, stateless: bool) -> PeerProcess {
+    let python = required_env("MCP_INTEROP_PYTHON");
+    let mut cmd = Command::new(python);
+    cmd.arg(python_scheduler_script());
+    if stateless {
+        cmd.arg("--stateless");
+    }
+    PeerProcess::start(name, cmd, Ready::Line, "/mcp")
+}
+
+/// A client configuration with one server, `Scheduler`, at `url`; `auth` is
+/// `(client_id, api_key)`. Short backoff: the flow expects no transport failures.
+fn scheduler_config(url: &str, auth: Option<(&str, &str)>) -> scheduler::Config {
+    let mut transport = json!({"type": "http", "url": url});
+    if let Some((client_id, api_key)) = auth {
+        transport["auth"] = json!({"client_id": client_id, "api_key": api_key});
+    }
+    let config = json!({"mcp": {"mcp_servers": [{
+        "name": "Scheduler",
+        "transport": transport,
+        "resilience": {"max_retries": 1, "base_delay_ms": 50, "max_delay_ms": 100},
+        "timeout_ms": 10_000
+    }]}});
+    scheduler::Config::from_json(&config.to_string(), "interop scheduler contract")
+        .expect("a valid client configuration")
+}
+
+/// A `scheduleConversation` request in the flow's shape.
+fn contract_request(
+    topic: &str,
+    scheduled_time: &str,
+    idempotency_key: Option<&str>,
+) -> scheduler::domain::ScheduleConversation {
+    scheduler::domain::ScheduleConversation {
+        topic: topic.to_owned(),
+        participants: vec![
+            "ana@contoso.example".to_owned(),
+            "bo@contoso.example".to_owned(),
+        ],
+        scheduled_time: scheduled_time.to_owned(),
+        timezone: Some("Europe/Paris".to_owned()),
+        duration_minutes: None,
+        metadata: json!({"source": "interop"}).as_object().cloned(),
+        idempotency_key: idempotency_key.map(str::to_owned),
+    }
+}
+
+/// `scheduled_time` as the contract returns it: UTC, truncated to the millisecond.
+fn contract_utc(scheduled_time: &str) -> String {
+    scheduler::domain::parse_time("scheduledTime", scheduled_time)
+        .expect("a valid time")
+        .to_string()
+}
+
+/// The flow, against any implementation of the contract. Every time is in 2031, so no
+/// dispatcher runs a conversation while the flow looks at it; the listing reads one day
+/// nothing else is scheduled on.
+async fn scheduler_contract_flow(service: &scheduler::SchedulerService, label: &str) {
+    use scheduler::domain::{ConversationStatus, ListConversations};
+
+    // Health: tools listed, every Scheduler tool present, `/ping` answered.
+    let health = service.health_check().await;
+    assert!(health.healthy, "{label}: health check: {health:?}");
+    assert!(health.missing_tools.is_empty(), "{label}: {health:?}");
+    for tool in scheduler::service::SCHEDULER_TOOLS {
+        assert!(
+            health.tools.iter().any(|t| t == tool),
+            "{label}: tool {tool} listed"
+        );
+    }
+    assert!(
+        !health.endpoints.is_empty() && health.endpoints.iter().all(|e| e.healthy),
+        "{label}: /ping: {:?}",
+        health.endpoints
+    );
+
+    // Without a key: the service generates one; created.
+    let fine = "2031-01-15T09:30:00.123456+01:00";
+    let first = service
+        .schedule_conversation(contract_request("Contract: no key", fine, None))
+        .await
+        .unwrap_or_else(|e| panic!("{label}: schedule without a key: {e}"));
+    assert!(first.created, "{label}: {first:?}");
+    assert_eq!(first.status, ConversationStatus::Scheduled, "{label}");
+    assert_eq!(first.scheduled_time, "2031-01-15T08:30:00.123Z", "{label}");
+    assert_eq!(first.scheduled_time, contract_utc(fine), "{label}");
+
+    // Its status, field by field.
+    let status = service
+        .conversation_status(&first.conversation_id)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: status: {e}"));
+    assert_eq!(status.conversation_id, first.conversation_id, "{label}");
+    assert_eq!(status.topic, "Contract: no key", "{label}");
+    assert_eq!(
+        status.participants,
+        ["ana@contoso.example", "bo@contoso.example"],
+        "{label}"
+    );
+    assert_eq!(status.scheduled_time, "2031-01-15T08:30:00.123Z", "{label}");
+    assert_eq!(status.status, ConversationStatus::Scheduled, "{label}");
+    assert_eq!(status.attempts, 0, "{label}");
+    assert_eq!(status.duration_minutes, 30, "{label}: default duration");
+    assert_eq!(status.timezone.as_deref(), Some("Europe/Paris"), "{label}");
+    assert_eq!(
+        status.metadata.get("source"),
+        Some(&json!("interop")),
+        "{label}"
+    );
+    assert!(
+        status.started_at.is_none() && status.completed_at.is_none(),
+        "{label}: {status:?}"
+    );
+
+    // An explicit key, twice (and a third time with the returned, truncated UTC time): one
+    // conversation, the retries answered `created: false`.
+    let key = format!(
+        "interop-contract-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let when = "2031-01-20T10:00:00+02:00";
+    let keyed = service
+        .schedule_conversation(contract_request("Contract: keyed", when, Some(&key)))
+        .await
+        .unwrap_or_else(|e| panic!("{label}: keyed schedule: {e}"));
+    assert!(keyed.created, "{label}: {keyed:?}");
+    assert_eq!(keyed.scheduled_time, "2031-01-20T08:00:00Z", "{label}");
+    let again = service
+        .schedule_conversation(contract_request("Contract: keyed", when, Some(&key)))
+        .await
+        .unwrap_or_else(|e| panic!("{label}: keyed retry: {e}"));
+    assert_eq!(again.conversation_id, keyed.conversation_id, "{label}");
+    assert!(
+        !again.created,
+        "{label}: the retry must not create: {again:?}"
+    );
+    assert_eq!(again.scheduled_time, keyed.scheduled_time, "{label}");
+    let utc_retry = service
+        .schedule_conversation(contract_request(
+            "Contract: keyed",
+            &keyed.scheduled_time,
+            Some(&key),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{label}: keyed retry in UTC: {e}"));
+    assert_eq!(utc_retry.conversation_id, keyed.conversation_id, "{label}");
+    assert!(!utc_retry.created, "{label}");
+
+    // The same key with another payload: a tool error about the key.
+    let err = service
+        .schedule_conversation(contract_request("Contract: other topic", when, Some(&key)))
+        .await
+        .expect_err("reusing a key with another payload must fail");
+    assert!(err.is_tool(), "{label}: {err:?}");
+    let message = err.to_string().to_lowercase();
+    assert!(
+        message.contains("idempotency"),
+        "{label}: the error must be about the idempotency key: {err}"
+    );
+    assert_ne!(
+        message.trim(),
+        "scheduler tool reported an error",
+        "{label}: no message"
+    );
+
+    // Invalid timestamps fail before any call, naming the field.
+    let err = service
+        .schedule_conversation(contract_request("Contract: bad", "tomorrow at nine", None))
+        .await
+        .expect_err("a bad timestamp must fail");
+    assert!(err.is_invalid_argument(), "{label}: {err:?}");
+    assert!(err.to_string().contains("scheduledTime"), "{label}: {err}");
+    let err = service
+        .schedule_conversation(contract_request(
+            "Contract: no offset",
+            "2031-01-15T09:30:00",
+            None,
+        ))
+        .await
+        .expect_err("a timestamp without an offset must fail");
+    assert!(err.is_invalid_argument(), "{label}: {err:?}");
+    let err = service
+        .reschedule_conversation(&first.conversation_id, "2031-13-01T00:00:00Z")
+        .await
+        .expect_err("a bad reschedule time must fail");
+    assert!(err.is_invalid_argument(), "{label}: {err:?}");
+
+    // Unknown ids: tool errors.
+    let unknown = "00000000-0000-7000-8000-000000000000";
+    for result in [
+        service.conversation_status(unknown).await,
+        service.cancel_conversation(unknown).await,
+        service
+            .reschedule_conversation(unknown, "2031-01-01T00:00:00Z")
+            .await,
+    ] {
+        let err = result.expect_err("an unknown id must fail");
+        assert!(err.is_tool(), "{label}: {err:?}");
+    }
+
+    // Five conversations on one day, scheduled out of order, listed two at a time.
+    let day = ListConversations {
+        from: Some("2031-03-01T00:00:00Z".to_owned()),
+        to: Some("2031-03-02T00:00:00Z".to_owned()),
+        limit: Some(2),
+        ..ListConversations::default()
+    };
+    let times = [
+        "2031-03-01T14:00:00Z",
+        "2031-03-01T10:00:00+01:00", // 09:00Z, the earliest
+        "2031-03-01T17:45:00.5Z",
+        "2031-03-01T11:00:00-00:30", // 11:30Z
+        "2031-03-01T09:30:00Z",
+    ];
+    let mut expected: Vec<(String, String)> = Vec::new();
+    for (i, at) in times.iter().enumerate() {
+        let created = service
+            .schedule_conversation(contract_request(&format!("Contract: list {i}"), at, None))
+            .await
+            .unwrap_or_else(|e| panic!("{label}: schedule {at}: {e}"));
+        assert!(created.created, "{label}");
+        assert_eq!(created.scheduled_time, contract_utc(at), "{label}");
+        expected.push((contract_utc(at), created.conversation_id));
+    }
+    expected.sort_by_key(|(at, _)| scheduler::domain::parse_time("t", at).expect("a valid time"));
+    let mut pages = service.pages(day.clone());
+    let mut sizes = Vec::new();
+    let mut listed: Vec<(String, String)> = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap_or_else(|e| panic!("{label}: list: {e}"));
+        sizes.push(page.conversations.len());
+        assert!(sizes.len() <= 3, "{label}: more than 3 pages");
+        if sizes.len() < 3 {
+            assert!(page.next_cursor.is_some(), "{label}: page {}", sizes.len());
+        } else {
+            assert!(
+                page.next_cursor.is_none(),
+                "{label}: the last page has no cursor"
+            );
+        }
+        for c in page.conversations {
+            assert_eq!(c.status, ConversationStatus::Scheduled, "{label}");
+            listed.push((c.scheduled_time, c.conversation_id));
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1], "{label}: page sizes");
+    assert_eq!(
+        listed, expected,
+        "{label}: every conversation once, in scheduled-time order"
+    );
+
+    // Reschedule the earliest to the end of the day: a new time, still scheduled, and the
+    // listing follows it.
+    let moved = expected[0].1.clone();
+    let rescheduled = service
+        .reschedule_conversation(&moved, "2031-03-01T20:00:00-01:00")
+        .await
+        .unwrap_or_else(|e| panic!("{label}: reschedule: {e}"));
+    assert_eq!(rescheduled.conversation_id, moved, "{label}");
+    assert_eq!(
+        rescheduled.scheduled_time, "2031-03-01T21:00:00Z",
+        "{label}"
+    );
+    assert_eq!(rescheduled.status, ConversationStatus::Scheduled, "{label}");
+    let status = service
+        .conversation_status(&moved)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: status after reschedule: {e}"));
+    assert_eq!(status.scheduled_time, "2031-03-01T21:00:00Z", "{label}");
+    let one_page = service
+        .list_conversations(&ListConversations {
+            limit: None,
+            ..day.clone()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{label}: list after reschedule: {e}"));
+    assert_eq!(one_page.conversations.len(), 5, "{label}: default limit");
+    assert!(one_page.next_cursor.is_none(), "{label}");
+    assert_eq!(
+        one_page
+            .conversations
+            .last()
+            .map(|c| c.conversation_id.as_str()),
+        Some(moved.as_str()),
+        "{label}: the moved conversation is now last"
+    );
+
+    // Cancel it: cancelled, with a completion time.
+    let cancelled = service
+        .cancel_conversation(&moved)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: cancel: {e}"));
+    assert_eq!(cancelled.status, ConversationStatus::Cancelled, "{label}");
+    assert!(cancelled.completed_at.is_some(), "{label}: {cancelled:?}");
+    let status = service
+        .conversation_status(&moved)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: status after cancel: {e}"));
+    assert_eq!(status.status, ConversationStatus::Cancelled, "{label}");
+
+    // A cancelled conversation can be neither cancelled again nor rescheduled; both errors
+    // say why (its status).
+    let err = service
+        .cancel_conversation(&moved)
+        .await
+        .expect_err("cancelling twice must fail");
+    assert!(err.is_tool(), "{label}: {err:?}");
+    assert!(err.to_string().contains("cancelled"), "{label}: {err}");
+    let err = service
+        .reschedule_conversation(&moved, "2031-03-01T22:00:00Z")
+        .await
+        .expect_err("rescheduling a cancelled conversation must fail");
+    assert!(err.is_tool(), "{label}: {err:?}");
+    assert!(err.to_string().contains("cancelled"), "{label}: {err}");
+
+    // The status filter.
+    let only_cancelled = service
+        .list_conversations(&ListConversations {
+            status: Some(ConversationStatus::Cancelled),
+            limit: None,
+            ..day.clone()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{label}: list cancelled: {e}"));
+    let ids: Vec<&str> = only_cancelled
+        .conversations
+        .iter()
+        .map(|c| c.conversation_id.as_str())
+        .collect();
+    assert_eq!(ids, [moved.as_str()], "{label}: status filter");
+    println!("{label}: scheduler contract flow passed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_contract_against_our_server() {
+    use scheduler_server::config::ServerConfig;
+    use scheduler_server::server::{Parts, start_with};
+
+    let mut config = ServerConfig {
+        bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        database: ":memory:".to_owned(),
+        ..ServerConfig::default()
+    };
+    config.auth.required = true;
+    let scopes = config.auth.scopes.clone();
+    let parts = Parts::from_config(&config).expect("server parts");
+    let store = parts.store.clone();
+    let server = start_with(config, parts)
+        .await
+        .expect("starting our server");
+    let (client, key) =
+        scheduler_server::auth::register_client(&*store, "interop contract", &scopes)
+            .await
+            .expect("registering a client");
+    let config = scheduler_config(&server.mcp_url(), Some((&client.id, key.expose())));
+    let service = scheduler::SchedulerService::connect(&config, "Scheduler")
+        .await
+        .expect("connecting to our server");
+    scheduler_contract_flow(&service, "scheduler-server").await;
+    drop(service);
+    server.shutdown().await.expect("stopping our server");
+}
+
+/// Runs the flow against the Python implementation.
+async fn python_scheduler_contract(stateless: bool) {
+    let name = if stateless {
+        "python-scheduler-stateless"
+    } else {
+        "python-scheduler-stateful"
+    };
+    let peer = python_scheduler(name, stateless);
+    let config = scheduler_config(&peer.url, None);
+    let service = scheduler::SchedulerService::connect(&config, "Scheduler")
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {name}: {e}\n{}", peer.output()));
+    scheduler_contract_flow(&service, name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs real peers: run with cargo xtask interop"]
+async fn python_scheduler_contract_stateful() {
+    python_scheduler_contract(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs real peers: run with cargo xtask interop"]
+async fn python_scheduler_contract_stateless() {
+    python_scheduler_contract(true).await;
+}
