@@ -21,6 +21,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "oauth_metadata",
     "token_response",
     "retry_after",
+    "keyvault_reference",
 ];
 
 /// Seconds per target in `cargo xtask ci`.

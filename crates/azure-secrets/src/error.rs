@@ -21,23 +21,35 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the azure-secrets issue"
-)]
 pub(crate) enum Kind {
     NotFound,
+    #[allow(dead_code, reason = "the Key Vault store constructs it (next)")]
     Forbidden,
+    #[allow(dead_code, reason = "the credential chain constructs it (next)")]
     Credential,
     InvalidReference,
     Transport,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the azure-secrets issue"
-)]
 impl Error {
+    /// A not-found error for store authors: `id` is not in `store` (a short description such
+    /// as "environment"). A [`ChainStore`](crate::ChainStore) then asks its next store.
+    pub fn not_found(id: &crate::SecretId, store: &str) -> Self {
+        Self::new(Kind::NotFound).with_context(format!("{id}: not in the {store}"))
+    }
+
+    /// Any other failure of a store written outside this crate, with its cause (which must
+    /// not contain secret values).
+    pub fn other(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::new(Kind::Transport)
+            .with_context(context)
+            .with_source(source)
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.inner.kind
+    }
+
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
             inner: Box::new(Inner {

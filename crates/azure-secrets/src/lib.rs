@@ -4,8 +4,10 @@
 //!
 //! # Status
 //!
-//! The store, the reference resolver and the credential chain land with the azure-secrets
-//! issue. Today the crate exposes only its [`Error`] type.
+//! Here: [`SecretValue`], the [`SecretStore`] seam with [`EnvStore`], [`FileStore`] and
+//! [`ChainStore`], the [`reference`] parser and [`resolve`] for whole configuration trees.
+//! The Key Vault store (over `azure_security_keyvault_secrets`) and the credential chain are
+//! next.
 //!
 //! # Architecture invariants
 //!
@@ -22,5 +24,13 @@
 //! ```
 
 mod error;
+pub mod reference;
+pub mod resolve;
+mod secret;
+mod store;
 
 pub use error::Error;
+pub use reference::KeyVaultReference;
+pub use resolve::{ResolveOptions, Resolved, Vaults, resolve};
+pub use secret::SecretValue;
+pub use store::{BoxFuture, ChainStore, EnvStore, FileStore, SecretId, SecretStore};
