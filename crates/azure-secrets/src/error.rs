@@ -23,9 +23,7 @@ struct Inner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     NotFound,
-    #[allow(dead_code, reason = "the Key Vault store constructs it (next)")]
     Forbidden,
-    #[allow(dead_code, reason = "the credential chain constructs it (next)")]
     Credential,
     InvalidReference,
     Transport,

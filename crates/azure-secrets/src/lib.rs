@@ -24,13 +24,17 @@
 //! ```
 
 mod error;
+pub mod key_vault;
 pub mod reference;
 pub mod resolve;
 mod secret;
 mod store;
+pub mod transport;
 
 pub use error::Error;
+pub use key_vault::{KeyVaultOptions, KeyVaultStore};
 pub use reference::KeyVaultReference;
 pub use resolve::{ResolveOptions, Resolved, Vaults, resolve};
 pub use secret::SecretValue;
 pub use store::{BoxFuture, ChainStore, EnvStore, FileStore, SecretId, SecretStore};
+pub use transport::AzureHttpClient;
