@@ -23,6 +23,7 @@
 //! # let _ = is_operator_error;
 //! ```
 
+pub mod credential;
 mod error;
 pub mod key_vault;
 pub mod reference;
@@ -31,6 +32,7 @@ mod secret;
 mod store;
 pub mod transport;
 
+pub use credential::{ChainOptions, CredentialChain};
 pub use error::Error;
 pub use key_vault::{KeyVaultOptions, KeyVaultStore};
 pub use reference::KeyVaultReference;

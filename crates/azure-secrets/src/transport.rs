@@ -155,7 +155,12 @@ impl azure_core::http::HttpClient for AzureHttpClient {
         // The URL (never a header: they carry tokens) names what failed.
         let shown = {
             let u = request.url();
-            format!("{} {}{}", request.method(), u.origin().ascii_serialization(), u.path())
+            format!(
+                "{} {}{}",
+                request.method(),
+                u.origin().ascii_serialization(),
+                u.path()
+            )
         };
         match tokio::time::timeout(self.timeout, self.send(request)).await {
             Ok(Ok(response)) => Ok(response),
