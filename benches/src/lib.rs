@@ -17,7 +17,9 @@ pub fn workspace_root() -> PathBuf {
     // `cargo bench` sets it at run time; prefer that to the compiled-in path, which is stale
     // when the target directory is shared with a clone at another path (CI's cache).
     std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .map(PathBuf::from)
+        .filter(|dir| dir.ends_with("benches") && dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .unwrap()
         .to_path_buf()

@@ -483,12 +483,19 @@ async fn exercise_stdio(config: StdioConfig, protocol: ProtocolChoice, e: &Expec
 // ---------------------------------------------------------------------------------------------
 // Python `mcp` 2.3.x (`MCPServer`).
 
-/// The peer script, found through the run-time `CARGO_MANIFEST_DIR` (cargo and nextest set
-/// it) so a test binary from a target directory shared with another clone still finds it.
+/// A file of this package, found through the run-time `CARGO_MANIFEST_DIR` when it names
+/// this package (cargo and nextest set it; a binary from a target directory shared with
+/// another clone has a stale compiled-in path), else the compiled-in directory.
+fn package_file(relative: &str) -> String {
+    let runtime = std::env::var("CARGO_MANIFEST_DIR")
+        .ok()
+        .map(|dir| format!("{dir}/{relative}"))
+        .filter(|path| std::path::Path::new(path).exists());
+    runtime.unwrap_or_else(|| format!("{}/{relative}", env!("CARGO_MANIFEST_DIR")))
+}
+
 fn python_script() -> String {
-    let dir = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
-    format!("{dir}/peers/python_server.py")
+    package_file("peers/python_server.py")
 }
 
 fn python_progress(steps: u32) -> (&'static str, Value) {
@@ -854,9 +861,7 @@ fn rmcp_stateless_2025_11_25() {
 /// The second implementation's script (see [`python_script`] for why the run-time
 /// `CARGO_MANIFEST_DIR`).
 fn python_scheduler_script() -> String {
-    let dir = std::env::var("CARGO_MANIFEST_DIR")
-        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
-    format!("{dir}/peers/python_scheduler_server.py")
+    package_file("peers/python_scheduler_server.py")
 }
 
 /// The Python Scheduler on an ephemeral 127.0.0.1 port (it prints `listening on <url>`).

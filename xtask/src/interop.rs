@@ -302,6 +302,8 @@ fn run_test(binary: &Path, test: &str, env: &[(&str, PathBuf)], results: &Path) 
         "--test-threads=1",
     ])
     .current_dir(root().join(PACKAGE))
+    // What cargo would set for the package's tests (this process has xtask's).
+    .env("CARGO_MANIFEST_DIR", root().join(PACKAGE))
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());

@@ -17,7 +17,10 @@ const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 /// (CI's cache) can hand back a binary built in another clone.
 pub(crate) fn root() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        .map(PathBuf::from)
+        // Only xtask's own: a process started by another package's tooling has theirs.
+        .filter(|dir| dir.ends_with("xtask") && dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest_dir
         .parent()
         .map(Path::to_path_buf)
