@@ -26,6 +26,7 @@
 //! # let _ = retryable;
 //! ```
 
+pub mod azure;
 mod error;
 pub mod fault_proxy;
 pub mod mcp_http;
