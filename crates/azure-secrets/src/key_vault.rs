@@ -296,3 +296,53 @@ impl SecretStore for KeyVaultStore {
         Box::pin(self.read(id))
     }
 }
+
+/// A [`KeyVaultStore`] per vault, made on first use with one credential and one set of
+/// options: the [`Vaults`](crate::Vaults) that [`resolve`](crate::resolve) needs to read
+/// references to any number of vaults.
+pub struct KeyVaults {
+    credential: Arc<dyn TokenCredential>,
+    options: KeyVaultOptions,
+    stores: Mutex<HashMap<String, Arc<KeyVaultStore>>>,
+}
+
+impl std::fmt::Debug for KeyVaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyVaults")
+            .field("vaults", &lock(&self.stores).keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyVaults {
+    /// Vault stores authenticated by `credential` (e.g. a [`CredentialChain`](crate::CredentialChain)).
+    pub fn new(credential: Arc<dyn TokenCredential>, options: KeyVaultOptions) -> Self {
+        Self {
+            credential,
+            options,
+            stores: Mutex::default(),
+        }
+    }
+
+    /// The store of `vault_url`, made on first use.
+    pub fn store(&self, vault_url: &str) -> Result<Arc<KeyVaultStore>, Error> {
+        let key = vault_url.trim_end_matches('/').to_owned();
+        let mut stores = lock(&self.stores);
+        if let Some(store) = stores.get(&key) {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(KeyVaultStore::new(
+            &key,
+            self.credential.clone(),
+            self.options.clone(),
+        )?);
+        stores.insert(key, store.clone());
+        Ok(store)
+    }
+}
+
+impl crate::Vaults for KeyVaults {
+    fn vault(&self, vault_url: &str) -> Result<Arc<dyn SecretStore>, Error> {
+        Ok(self.store(vault_url)? as Arc<dyn SecretStore>)
+    }
+}

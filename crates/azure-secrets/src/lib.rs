@@ -34,7 +34,7 @@ pub mod transport;
 
 pub use credential::{ChainOptions, CredentialChain};
 pub use error::Error;
-pub use key_vault::{KeyVaultOptions, KeyVaultStore};
+pub use key_vault::{KeyVaultOptions, KeyVaultStore, KeyVaults};
 pub use reference::KeyVaultReference;
 pub use resolve::{ResolveOptions, Resolved, Vaults, resolve};
 pub use secret::SecretValue;
