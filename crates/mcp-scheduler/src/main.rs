@@ -328,14 +328,15 @@ async fn open_store(config: &ServerConfig) -> Result<Box<dyn Store>, Failure> {
     )?))
 }
 
-fn client_config(cli: &Cli) -> Result<Config, Failure> {
+async fn client_config(cli: &Cli) -> Result<Config, Failure> {
     let Some(path) = &cli.config else {
         return Err(Failure::new(
             exit::CONFIG,
             "no client configuration: pass --config <file.json> or set MCP_SCHEDULER_CONFIG",
         ));
     };
-    Ok(Config::load(path)?)
+    // Key Vault references are read through the Azure credential chain.
+    Ok(Config::load_resolving(path).await?)
 }
 
 fn server_name(cli: &Cli, config: &Config) -> String {
@@ -349,7 +350,7 @@ fn server_name(cli: &Cli, config: &Config) -> String {
 }
 
 async fn service(cli: &Cli) -> Result<SchedulerService, Failure> {
-    let config = client_config(cli)?;
+    let config = client_config(cli).await?;
     let name = server_name(cli, &config);
     Ok(SchedulerService::connect(&config, &name).await?)
 }
@@ -433,7 +434,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            let config = client_config(&cli)?;
+            let config = client_config(&cli).await?;
             let redacted = config.redacted();
             if cli.json {
                 out.json(&redacted);

@@ -90,8 +90,16 @@
 //!
 //! # Key Vault references
 //!
-//! A value starting with `@Microsoft.KeyVault(` is rejected for now: resolving references needs
-//! `azure-secrets`, which is not wired in yet. Supply such secrets through the environment.
+//! Any string setting may be a Key Vault reference —
+//! `@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/NAME/)`,
+//! `@Microsoft.KeyVault(VaultName=kv;SecretName=NAME[;SecretVersion=V])`, or
+//! `@Microsoft.KeyVault(SecretName=NAME)` for the vault named by `azure.key_vault_name`.
+//! [`Config::load_resolving`] (what the `mcp-scheduler` CLI uses) reads them through the
+//! Azure credential chain (`azure.use_managed_identity` and
+//! `azure.managed_identity_client_id` choose managed identity) before parsing; all or nothing,
+//! errors name the setting's path and the reference. [`Config::from_json_with_vaults`] takes
+//! any [`Vaults`](azure_secrets::Vaults) (tests, other secret stores). The synchronous
+//! [`Config::load`] and [`Config::from_json`] refuse references with a message saying so.
 //!
 //! # Errors
 //!
@@ -458,6 +466,99 @@ impl Config {
         let mut config = Self::parse(&text, &origin)?;
         config
             .override_from(|k| std::env::var(k).ok())
+            .and_then(|()| config.check())
+            .map_err(|e| Error::config(format!("{origin}: {e}")))?;
+        Ok(config)
+    }
+
+    /// Like [`load`](Self::load), but first resolves every Key Vault reference in the file
+    /// through the Azure credential chain (see the [module docs](self#key-vault-references)).
+    /// A file without references needs no Azure at all.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error naming the file and, for a reference that could not be read, the
+    /// setting's path and the reference (never a value); nothing half-resolved is returned.
+    pub async fn load_resolving(path: &Path) -> Result<Self, Error> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("{origin}: cannot read the file: {e}")).with_source(e)
+        })?;
+        let tree = Self::tree(&text, &origin)?;
+        let references = azure_secrets::resolve::references(&tree)
+            .map_err(|e| Error::config(format!("{origin}: {e}")))?;
+        if references.is_empty() {
+            return Self::load(path);
+        }
+        let azure = &tree["azure"];
+        let options = azure_secrets::ChainOptions::default()
+            .managed_identity_only(azure["use_managed_identity"].as_bool().unwrap_or(false))
+            .user_assigned_client_id(
+                azure["managed_identity_client_id"]
+                    .as_str()
+                    .map(str::to_owned),
+            );
+        let chain = azure_secrets::CredentialChain::new(options)
+            .map_err(|e| Error::config(format!("{origin}: Key Vault references: {e}")))?;
+        let vaults = azure_secrets::KeyVaults::new(
+            std::sync::Arc::new(chain),
+            azure_secrets::KeyVaultOptions::default(),
+        );
+        Self::resolved(tree, &origin, &vaults, |k| std::env::var(k).ok()).await
+    }
+
+    /// Parses `text` after resolving its Key Vault references through `vaults` (the default
+    /// vault is `azure.key_vault_name`), then applies the environment from `env` and
+    /// validates, as [`load`](Self::load) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_resolving`](Self::load_resolving).
+    pub async fn from_json_with_vaults(
+        text: &str,
+        origin: &str,
+        vaults: &dyn azure_secrets::Vaults,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let tree = Self::tree(text, origin)?;
+        Self::resolved(tree, origin, vaults, env).await
+    }
+
+    fn tree(text: &str, origin: &str) -> Result<Value, Error> {
+        serde_json::from_str(text).map_err(|e| {
+            Error::config(format!(
+                "{origin}: not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
+    async fn resolved(
+        mut tree: Value,
+        origin: &str,
+        vaults: &dyn azure_secrets::Vaults,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let default_vault = tree["azure"]["key_vault_name"].as_str().map(str::to_owned);
+        let options = azure_secrets::ResolveOptions {
+            default_vault,
+            ..azure_secrets::ResolveOptions::default()
+        };
+        let done = azure_secrets::resolve(&mut tree, vaults, &options)
+            .await
+            .map_err(|e| Error::config(format!("{origin}: {e}")))?;
+        tracing::info!(
+            name: "scheduler.config.resolved",
+            target: "scheduler::config",
+            settings = done.paths.len(),
+            secrets = done.fetched,
+            "Key Vault references resolved"
+        );
+        let text = tree.to_string();
+        let mut config = Self::parse(&text, origin)?;
+        config
+            .override_from(env)
             .and_then(|()| config.check())
             .map_err(|e| Error::config(format!("{origin}: {e}")))?;
         Ok(config)
@@ -845,8 +946,8 @@ fn positive(path: &str, value: u64) -> Result<(), String> {
 fn check_reference(path: &str, value: &str) -> Result<(), String> {
     if value.trim_start().starts_with(KEY_VAULT_REFERENCE) {
         return Err(format!(
-            "{path}: is a Key Vault reference; resolving references needs azure-secrets, which is \
-             not wired in yet"
+            "{path}: is a Key Vault reference; load the configuration with \
+             Config::load_resolving (as the mcp-scheduler CLI does) to read it from the vault"
         ));
     }
     Ok(())

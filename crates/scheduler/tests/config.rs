@@ -750,3 +750,70 @@ fn canary_api_key_never_appears_in_errors() {
         .unwrap_err();
     assert!(!format!("{err} {err:?}").contains(CANARY));
 }
+
+mod key_vault_references {
+    //! References resolved through `from_json_with_vaults` with in-memory vaults (the Key
+    //! Vault store over the SDK is tested in azure-secrets against the fakes).
+
+    use std::sync::Arc;
+
+    use azure_secrets::{EnvStore, Error as SecretsError, SecretStore};
+    use scheduler::config::Config;
+
+    const KEY: &str = "canary-5b2e-api-key-from-vault";
+
+    fn vault(url: &str) -> Result<Arc<dyn SecretStore>, SecretsError> {
+        assert_eq!(url, "https://kv-prod.vault.azure.net");
+        Ok(Arc::new(EnvStore::with(|name| match name {
+            "SCHEDULER-CLIENT-ID" => Some("sch_from_vault".to_owned()),
+            "SCHEDULER-API-KEY" => Some(KEY.to_owned()),
+            _ => None,
+        })))
+    }
+
+    const TEXT: &str = r#"{
+        "mcp": {"mcp_servers": [{"name": "Scheduler", "transport": {"type": "http",
+            "url": "https://scheduler.example/mcp",
+            "auth": {
+                "client_id": "@Microsoft.KeyVault(VaultName=kv-prod;SecretName=SCHEDULER-CLIENT-ID)",
+                "api_key": "@Microsoft.KeyVault(SecretName=SCHEDULER-API-KEY)"
+            }}}]},
+        "azure": {"key_vault_name": "kv-prod"}
+    }"#;
+
+    #[tokio::test]
+    async fn references_resolve_then_the_environment_and_validation_apply() {
+        let config = Config::from_json_with_vaults(TEXT, "scheduler.json", &vault, |_| None)
+            .await
+            .unwrap();
+        let auth = config.mcp.mcp_servers[0].transport.auth.as_ref().unwrap();
+        assert_eq!(auth.client_id, "sch_from_vault");
+        assert_eq!(auth.api_key.expose_secret(), KEY);
+        assert!(!format!("{config:?}").contains(KEY));
+        // The environment still wins.
+        let config = Config::from_json_with_vaults(TEXT, "scheduler.json", &vault, |k| {
+            (k == "SCHEDULER_API_KEY").then(|| "from-env".to_owned())
+        })
+        .await
+        .unwrap();
+        let auth = config.mcp.mcp_servers[0].transport.auth.as_ref().unwrap();
+        assert_eq!(auth.api_key.expose_secret(), "from-env");
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_names_the_file_path_and_reference_never_a_value() {
+        let text = TEXT.replace("SCHEDULER-CLIENT-ID)", "NO-SUCH-SECRET)");
+        let err = Config::from_json_with_vaults(&text, "scheduler.json", &vault, |_| None)
+            .await
+            .unwrap_err();
+        assert!(err.is_config());
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("scheduler.json"), "{shown}");
+        assert!(
+            shown.contains("mcp.mcp_servers[0].transport.auth.client_id"),
+            "{shown}"
+        );
+        assert!(shown.contains("NO-SUCH-SECRET"), "{shown}");
+        assert!(!shown.contains(KEY), "{shown}");
+    }
+}
