@@ -8,7 +8,9 @@
 //!    deadline (`resilience.deadline_ms`) and the per-attempt timeout (`timeout_ms`); a keyed
 //!    create is retried with its key, an unkeyed one only when it cannot have been processed;
 //! 3. [`AuthLayer`] over a [`CachedTokenSource`] of an [`OAuthClient`] (client id + API key →
-//!    JWT, refreshed before expiry with jitter; one replay after a `401`);
+//!    JWT, refreshed before expiry with jitter; one replay after a `401`), or, with
+//!    `azure.use_managed_identity`, of the managed identity's token for `azure.token_scope`
+//!    (through `azure-secrets`' credential chain, managed identity only);
 //! 4. [`FailoverLayer`] when `failover_urls` are configured: the regions in order, probed
 //!    with `GET /ping`, keyed creates pinned to the region that may have processed them;
 //! 5. [`CircuitBreakerLayer`]: one breaker per region;
@@ -23,7 +25,10 @@
 //! `https://h/ping`, `https://h/v2/mcp` at `https://h/v2/ping`; a URL whose last path segment
 //! is not `mcp` is probed at `{url}/ping`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use azure_core::credentials::TokenCredential;
 
 use bytes::Bytes;
 use mcp_auth::{AuthLayer, CachedTokenSource, OAuthClient};
@@ -66,6 +71,7 @@ pub enum Position {
 pub struct Stack<'a> {
     server: &'a ServerConfig,
     azure: AzureConfig,
+    credential: Option<Arc<dyn TokenCredential>>,
     attempt: Vec<Wrap>,
     request: Vec<Wrap>,
 }
@@ -85,6 +91,14 @@ impl Stack<'_> {
     #[must_use]
     pub fn azure(mut self, azure: &AzureConfig) -> Self {
         self.azure = azure.clone();
+        self
+    }
+
+    /// The Azure credential of `azure.use_managed_identity` (default: `azure-secrets`'
+    /// credential chain, managed identity only, with `azure.managed_identity_client_id`).
+    #[must_use]
+    pub fn azure_credential(mut self, credential: Arc<dyn TokenCredential>) -> Self {
+        self.credential = Some(credential);
         self
     }
 
@@ -197,6 +211,7 @@ impl McpSdkClient {
         Stack {
             server,
             azure: AzureConfig::default(),
+            credential: None,
             attempt: Vec::new(),
             request: Vec::new(),
         }
@@ -307,6 +322,7 @@ async fn connect_http(stack: Stack<'_>) -> Result<McpSdkClient, Error> {
     let Stack {
         server,
         azure,
+        credential,
         attempt,
         request,
     } = stack;
@@ -317,12 +333,6 @@ async fn connect_http(stack: Stack<'_>) -> Result<McpSdkClient, Error> {
         .url
         .clone()
         .ok_or_else(|| Error::config(format!("{} is required for http", at("url"))))?;
-    if azure.use_managed_identity {
-        return Err(Error::config(
-            "azure.use_managed_identity: managed identity tokens come from azure-secrets' \
-             credential chain, which is not wired in yet; use transport.auth (client_id + api_key)",
-        ));
-    }
     let pool_config = {
         let p = &server.pool;
         let mut h = HttpConfig::default();
@@ -370,7 +380,28 @@ async fn connect_http(stack: Stack<'_>) -> Result<McpSdkClient, Error> {
     } else {
         None
     };
-    if let Some(auth) = &server.transport.auth {
+    if azure.use_managed_identity {
+        // The managed identity's token for the Scheduler's Entra scope, cached and refreshed
+        // before expiry like any other token.
+        let chain: Arc<dyn TokenCredential> = match credential {
+            Some(credential) => credential,
+            None => Arc::new(
+                azure_secrets::CredentialChain::new(
+                    azure_secrets::ChainOptions::default()
+                        .managed_identity_only(true)
+                        .user_assigned_client_id(azure.managed_identity_client_id.clone()),
+                )
+                .map_err(|e| Error::config("azure.use_managed_identity").with_source(e))?,
+            ),
+        };
+        let scope = azure.token_scope.clone().ok_or_else(|| {
+            Error::config("azure.token_scope: required with use_managed_identity")
+        })?;
+        let source = mcp_auth::AzureTokenSource::new(chain, [scope])
+            .map_err(|e| Error::config("azure.token_scope").with_source(e))?;
+        service =
+            BoxCloneSyncService::new(AuthLayer::new(CachedTokenSource::new(source)).layer(service));
+    } else if let Some(auth) = &server.transport.auth {
         let mut source =
             OAuthClient::client_credentials(auth.client_id.clone(), auth.api_key.clone())
                 .scopes(auth.scopes.iter().cloned())

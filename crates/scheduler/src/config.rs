@@ -70,6 +70,7 @@
 //! | `pool.connect_timeout_ms` | `10000` | TCP + TLS connect |
 //! | `azure.use_managed_identity` | `false` | design document |
 //! | `azure.managed_identity_client_id` | `null` | a user-assigned identity |
+//! | `azure.token_scope` | `null` | the Entra scope of managed-identity tokens for the MCP servers, e.g. `api://scheduler-prod/.default`; required with `use_managed_identity` |
 //! | `azure.key_vault_name` | `null` | design document |
 //! | `azure.application_insights_connection_string` | `null` | design document; secret, never shown |
 //!
@@ -426,6 +427,10 @@ pub struct AzureConfig {
     pub use_managed_identity: bool,
     /// The client id of a user-assigned managed identity. Default None.
     pub managed_identity_client_id: Option<String>,
+    /// The Entra scope managed-identity tokens for the MCP servers are requested for (the
+    /// Scheduler's application ID URI with `/.default`, e.g. `api://scheduler-prod/.default`).
+    /// Required when `use_managed_identity` is true. Default None.
+    pub token_scope: Option<String>,
     /// The Key Vault holding secrets. Default None.
     pub key_vault_name: Option<String>,
     /// Application Insights connection string. Default None. Secret.
@@ -707,6 +712,7 @@ impl Config {
             "azure": {
                 "use_managed_identity": self.azure.use_managed_identity,
                 "managed_identity_client_id": self.azure.managed_identity_client_id,
+                "token_scope": self.azure.token_scope,
                 "key_vault_name": self.azure.key_vault_name,
                 "application_insights_connection_string":
                     self.azure.application_insights_connection_string.as_ref().map(|_| REDACTED),
@@ -917,6 +923,20 @@ impl AzureConfig {
                         .to_owned(),
                 );
             }
+        }
+        match &self.token_scope {
+            Some(scope) if scope.trim().is_empty() || scope.contains(char::is_whitespace) => {
+                return Err("azure.token_scope: must be one scope without spaces".to_owned());
+            }
+            Some(scope) => check_reference("azure.token_scope", scope)?,
+            None if self.use_managed_identity => {
+                return Err(
+                    "azure.token_scope: required with use_managed_identity (the Scheduler's \
+                     Entra scope, e.g. api://scheduler-prod/.default)"
+                        .to_owned(),
+                );
+            }
+            None => {}
         }
         if let Some(name) = &self.key_vault_name {
             check_reference("azure.key_vault_name", name)?;
