@@ -444,3 +444,75 @@ fn app_service_child() {
         assert_eq!(chain.chosen(), Some("app_service_managed_identity"));
     });
 }
+
+/// A writer collecting everything logged, for the canary.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The canary: a secret value, a client secret and the tokens never reach the logs (every
+/// level, every crate: the SDK's and ours), errors or Debug output.
+#[test]
+fn canary_secret_values_never_reach_logs_errors_or_debug() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // This test owns its process under nextest; under `cargo test` another test may have
+    // set it first, and then the assertions below still hold for what is captured.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (shown, tokens) = rt.block_on(async {
+        let azure = Azure::start().await;
+        azure.vault.set_secret("canary", CANARY);
+        azure
+            .entra
+            .register_secret(TENANT, "app-1", "entra-client-secret-canary");
+        let chain = azure.chain(&[
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_CLIENT_ID", "app-1"),
+            ("AZURE_CLIENT_SECRET", "entra-client-secret-canary"),
+        ]);
+        let store = azure.store(chain.clone(), KeyVaultOptions::default());
+        let value = store.get(&SecretId::new("canary")).await.unwrap();
+        assert_eq!(value.expose(), CANARY);
+        let missing = store.get(&SecretId::new("missing")).await.unwrap_err();
+        let shown = format!("{value:?} {store:?} {chain:?} {missing} {missing:?}");
+        let tokens: Vec<String> = azure
+            .entra
+            .issued()
+            .into_iter()
+            .map(|t| t.access_token)
+            .collect();
+        (shown, tokens)
+    });
+    assert!(!tokens.is_empty());
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(!logs.is_empty(), "the subscriber captured the run");
+    for needle in [CANARY, "entra-client-secret-canary"]
+        .into_iter()
+        .chain(tokens.iter().map(String::as_str))
+    {
+        assert!(!logs.contains(needle), "a secret or token reached the logs");
+        assert!(
+            !shown.contains(needle),
+            "a secret or token reached Debug or an error"
+        );
+    }
+}
