@@ -298,7 +298,7 @@ impl SecretStore for KeyVaultStore {
 }
 
 /// A [`KeyVaultStore`] per vault, made on first use with one credential and one set of
-/// options: the [`Vaults`](crate::Vaults) that [`resolve`](crate::resolve) needs to read
+/// options: the [`Vaults`](crate::Vaults) that [`resolve`](crate::resolve()) needs to read
 /// references to any number of vaults.
 pub struct KeyVaults {
     credential: Arc<dyn TokenCredential>,

@@ -1,6 +1,6 @@
 //! Resolving every Key Vault reference in a JSON configuration tree.
 //!
-//! Each string value that is a [reference](crate::reference) is fetched from its vault and
+//! Each string value that is a [reference](mod@crate::reference) is fetched from its vault and
 //! replaced by the secret's value. All or nothing: the tree is changed only when every
 //! reference resolved, so a configuration is never used half-resolved. Errors name the
 //! setting's path (`mcp.mcp_servers[0].transport.auth.api_key`) and the reference, never a
