@@ -516,3 +516,69 @@ fn canary_secret_values_never_reach_logs_errors_or_debug() {
         );
     }
 }
+
+/// The developer-tools step runs `az account get-access-token` through `/bin/sh`; the child
+/// process here has a fake `az` first on its `PATH` (a script printing the CLI's JSON).
+#[test]
+#[cfg(unix)]
+fn developer_tools_step_uses_the_azure_cli_end_to_end() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("azure-secrets-az-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let az = dir.join("az");
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    std::fs::write(
+        &az,
+        format!(
+            "#!/bin/sh\necho \"$@\" > \"{}/args\"\nprintf '%s' '{{\"accessToken\":\"dev-tools-token\",\"expiresOn\":\"2030-01-02 03:04:05.000000\",\"expires_on\":{expires},\"subscription\":\"s\",\"tenant\":\"t\",\"tokenType\":\"Bearer\"}}'\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", dir.display());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "developer_tools_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = std::fs::read_to_string(dir.join("args")).unwrap();
+    assert!(args.contains("account get-access-token"), "{args}");
+    assert!(args.contains("https://vault.azure.net/.default"), "{args}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+#[ignore = "run by developer_tools_step_uses_the_azure_cli_end_to_end with a fake `az` on PATH"]
+fn developer_tools_child() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let chain =
+            CredentialChain::new(ChainOptions::default().imds(false).env(|_| None)).unwrap();
+        assert_eq!(chain.step_names(), ["developer_tools"]);
+        let token = chain
+            .get_token(&["https://vault.azure.net/.default"], None)
+            .await
+            .unwrap();
+        assert_eq!(token.token.secret(), "dev-tools-token");
+        assert_eq!(chain.chosen(), Some("developer_tools"));
+    });
+}

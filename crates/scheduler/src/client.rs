@@ -386,12 +386,8 @@ async fn connect_http(stack: Stack<'_>) -> Result<McpSdkClient, Error> {
         let chain: Arc<dyn TokenCredential> = match credential {
             Some(credential) => credential,
             None => Arc::new(
-                azure_secrets::CredentialChain::new(
-                    azure_secrets::ChainOptions::default()
-                        .managed_identity_only(true)
-                        .user_assigned_client_id(azure.managed_identity_client_id.clone()),
-                )
-                .map_err(|e| Error::config("azure.use_managed_identity").with_source(e))?,
+                azure_secrets::CredentialChain::new(azure.chain_options(true))
+                    .map_err(|e| Error::config("azure.use_managed_identity").with_source(e))?,
             ),
         };
         let scope = azure.token_scope.clone().ok_or_else(|| {

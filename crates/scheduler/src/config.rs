@@ -70,6 +70,7 @@
 //! | `pool.connect_timeout_ms` | `10000` | TCP + TLS connect |
 //! | `azure.use_managed_identity` | `false` | design document |
 //! | `azure.managed_identity_client_id` | `null` | a user-assigned identity |
+//! | `azure.cloud` | `"AzurePublic"` | `AzureChina` or `AzureUSGovernment`: the authority host and the vault DNS suffix |
 //! | `azure.token_scope` | `null` | the Entra scope of managed-identity tokens for the MCP servers, e.g. `api://scheduler-prod/.default`; required with `use_managed_identity` |
 //! | `azure.key_vault_name` | `null` | design document |
 //! | `azure.application_insights_connection_string` | `null` | design document; secret, never shown |
@@ -427,6 +428,10 @@ pub struct AzureConfig {
     pub use_managed_identity: bool,
     /// The client id of a user-assigned managed identity. Default None.
     pub managed_identity_client_id: Option<String>,
+    /// The Azure cloud: `AzurePublic` (default), `AzureChina` or `AzureUSGovernment` — the
+    /// Entra authority host of the credentials and the Key Vault DNS suffix of references
+    /// that give a vault name.
+    pub cloud: Option<String>,
     /// The Entra scope managed-identity tokens for the MCP servers are requested for (the
     /// Scheduler's application ID URI with `/.default`, e.g. `api://scheduler-prod/.default`).
     /// Required when `use_managed_identity` is true. Default None.
@@ -496,13 +501,23 @@ impl Config {
             return Self::load(path);
         }
         let azure = &tree["azure"];
+        let cloud = match azure["cloud"].as_str() {
+            None => AzureCloud::Public,
+            Some(name) => AzureCloud::parse(name).ok_or_else(|| {
+                Error::config(format!(
+                    "{origin}: azure.cloud: `{name}` is not AzurePublic, AzureChina or \
+                     AzureUSGovernment"
+                ))
+            })?,
+        };
         let options = azure_secrets::ChainOptions::default()
             .managed_identity_only(azure["use_managed_identity"].as_bool().unwrap_or(false))
             .user_assigned_client_id(
                 azure["managed_identity_client_id"]
                     .as_str()
                     .map(str::to_owned),
-            );
+            )
+            .cloud(cloud.configuration());
         let chain = azure_secrets::CredentialChain::new(options)
             .map_err(|e| Error::config(format!("{origin}: Key Vault references: {e}")))?;
         let vaults = azure_secrets::KeyVaults::new(
@@ -546,9 +561,13 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, Error> {
         let default_vault = tree["azure"]["key_vault_name"].as_str().map(str::to_owned);
+        let cloud = tree["azure"]["cloud"]
+            .as_str()
+            .and_then(AzureCloud::parse)
+            .unwrap_or(AzureCloud::Public);
         let options = azure_secrets::ResolveOptions {
             default_vault,
-            ..azure_secrets::ResolveOptions::default()
+            vault_suffix: cloud.vault_suffix().to_owned(),
         };
         let done = azure_secrets::resolve(&mut tree, vaults, &options)
             .await
@@ -713,6 +732,7 @@ impl Config {
                 "use_managed_identity": self.azure.use_managed_identity,
                 "managed_identity_client_id": self.azure.managed_identity_client_id,
                 "token_scope": self.azure.token_scope,
+                "cloud": self.azure.cloud.as_deref().unwrap_or("AzurePublic"),
                 "key_vault_name": self.azure.key_vault_name,
                 "application_insights_connection_string":
                     self.azure.application_insights_connection_string.as_ref().map(|_| REDACTED),
@@ -912,7 +932,58 @@ impl PoolConfig {
     }
 }
 
+/// The clouds `azure.cloud` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AzureCloud {
+    Public,
+    China,
+    UsGovernment,
+}
+
+impl AzureCloud {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "azurepublic" | "public" => Some(Self::Public),
+            "azurechina" | "china" => Some(Self::China),
+            "azureusgovernment" | "azuregovernment" | "usgovernment" => Some(Self::UsGovernment),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn configuration(self) -> azure_core::cloud::CloudConfiguration {
+        match self {
+            Self::Public => azure_core::cloud::CloudConfiguration::AzurePublic,
+            Self::China => azure_core::cloud::CloudConfiguration::AzureChina,
+            Self::UsGovernment => azure_core::cloud::CloudConfiguration::AzureGovernment,
+        }
+    }
+
+    pub(crate) fn vault_suffix(self) -> &'static str {
+        match self {
+            Self::Public => "vault.azure.net",
+            Self::China => "vault.azure.cn",
+            Self::UsGovernment => "vault.usgovcloudapi.net",
+        }
+    }
+}
+
 impl AzureConfig {
+    /// The chain options these settings ask for (managed identity only or the whole chain,
+    /// the user-assigned identity, the cloud).
+    pub(crate) fn chain_options(&self, managed_identity_only: bool) -> azure_secrets::ChainOptions {
+        azure_secrets::ChainOptions::default()
+            .managed_identity_only(managed_identity_only)
+            .user_assigned_client_id(self.managed_identity_client_id.clone())
+            .cloud(self.cloud().configuration())
+    }
+
+    pub(crate) fn cloud(&self) -> AzureCloud {
+        self.cloud
+            .as_deref()
+            .and_then(AzureCloud::parse)
+            .unwrap_or(AzureCloud::Public)
+    }
+
     fn validate(&self) -> Result<(), String> {
         if let Some(id) = &self.managed_identity_client_id {
             check_reference("azure.managed_identity_client_id", id)?;
@@ -923,6 +994,13 @@ impl AzureConfig {
                         .to_owned(),
                 );
             }
+        }
+        if let Some(cloud) = &self.cloud
+            && AzureCloud::parse(cloud).is_none()
+        {
+            return Err(format!(
+                "azure.cloud: `{cloud}` is not AzurePublic, AzureChina or AzureUSGovernment"
+            ));
         }
         match &self.token_scope {
             Some(scope) if scope.trim().is_empty() || scope.contains(char::is_whitespace) => {

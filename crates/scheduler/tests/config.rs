@@ -817,3 +817,44 @@ mod key_vault_references {
         assert!(!shown.contains(KEY), "{shown}");
     }
 }
+
+mod sovereign_clouds {
+    //! `azure.cloud`: the vault suffix of named vaults, and a clear error for an unknown cloud.
+
+    use std::sync::Arc;
+
+    use azure_secrets::{EnvStore, Error as SecretsError, SecretStore};
+    use scheduler::config::Config;
+
+    fn text(cloud: &str) -> String {
+        format!(
+            r#"{{"mcp": {{"mcp_servers": [{{"name": "S", "transport": {{"type": "http",
+                "url": "https://scheduler.example/mcp",
+                "auth": {{"client_id": "id", "api_key": "@Microsoft.KeyVault(VaultName=kv-cn;SecretName=K)"}}}}}}]}},
+                "azure": {{"cloud": "{cloud}"}}}}"#
+        )
+    }
+
+    #[tokio::test]
+    async fn a_named_vault_in_azure_china_uses_its_suffix() {
+        let vault = |url: &str| -> Result<Arc<dyn SecretStore>, SecretsError> {
+            assert_eq!(url, "https://kv-cn.vault.azure.cn");
+            Ok(Arc::new(EnvStore::with(|_| Some("v".to_owned()))))
+        };
+        let config = Config::from_json_with_vaults(&text("AzureChina"), "c.json", &vault, |_| None)
+            .await
+            .unwrap();
+        assert_eq!(config.redacted()["azure"]["cloud"], "AzureChina");
+    }
+
+    #[test]
+    fn an_unknown_cloud_is_named() {
+        let text = r#"{"mcp": {"mcp_servers": [{"name": "S", "transport": {"type": "http",
+            "url": "https://scheduler.example/mcp"}}]}, "azure": {"cloud": "Mars"}}"#;
+        let err = Config::from_json(text, "c.json").unwrap_err();
+        assert!(
+            err.to_string().contains("azure.cloud") && err.to_string().contains("Mars"),
+            "{err}"
+        );
+    }
+}
