@@ -22,6 +22,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "token_response",
     "retry_after",
     "keyvault_reference",
+    "connection_string",
 ];
 
 /// Seconds per target in `cargo xtask ci`.

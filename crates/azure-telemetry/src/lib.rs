@@ -4,8 +4,8 @@
 //!
 //! # Status
 //!
-//! The initializer, exporters and conventions land with the azure-telemetry issue. Today the
-//! crate exposes only its [`Error`] type.
+//! Here: the Application Insights [`ConnectionString`] parser. The initializer, exporters and
+//! conventions land with the rest of the azure-telemetry issue.
 //!
 //! # Architecture invariants
 //!
@@ -22,6 +22,8 @@
 //! # let _ = is_fatal_at_startup;
 //! ```
 
+pub mod connection_string;
 mod error;
 
+pub use connection_string::ConnectionString;
 pub use error::Error;
