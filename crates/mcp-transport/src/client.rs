@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use crate::error::Error;
 use crate::http::headers::{self, ParamHeader};
@@ -673,9 +674,17 @@ impl McpClient {
             params: Some(raw),
         };
         let timeout = options.timeout.unwrap_or(inner.default_timeout);
+        let span = crate::telemetry::request_span(
+            method,
+            hints.name.as_deref(),
+            &request.id,
+            &inner.version,
+        );
         let outcome =
-            tokio::time::timeout(timeout, inner.shared.transport.request(request, &hints)).await;
-        match outcome {
+            tokio::time::timeout(timeout, inner.shared.transport.request(request, &hints))
+                .instrument(span.clone())
+                .await;
+        let result = match outcome {
             Ok(Ok(response)) => {
                 guard.cancel_on_drop = false;
                 Ok(response.result)
@@ -685,7 +694,9 @@ impl McpClient {
                 Err(e)
             }
             Err(_) => Err(Error::timeout(format!("`{method}` after {timeout:?}"))),
-        }
+        };
+        crate::telemetry::record_outcome(&span, method, &result);
+        result
     }
 }
 

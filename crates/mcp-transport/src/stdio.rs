@@ -240,6 +240,7 @@ impl Transport for StdioTransport {
         _hints: &'a RequestHints,
     ) -> BoxFuture<'a, Result<Response, Error>> {
         Box::pin(async move {
+            crate::telemetry::record_endpoint(None, None, "pipe");
             let (tx, rx) = oneshot::channel();
             let id = request.id.clone();
             lock(&self.shared.pending).insert(id.clone(), tx);

@@ -358,10 +358,29 @@ impl Shared {
         } else {
             h.insert(ACCEPT, ACCEPT_SSE);
         }
+        if hints.is_some() {
+            // A request (not the GET stream or DELETE): its span gets the endpoint.
+            crate::telemetry::record_endpoint(
+                self.endpoint.host(),
+                self.endpoint
+                    .port_u16()
+                    .or_else(|| match self.endpoint.scheme_str() {
+                        Some("https") => Some(443),
+                        Some("http") => Some(80),
+                        _ => None,
+                    }),
+                "tcp",
+            );
+        }
         let generation = {
             let s = lock(&self.session);
             if session && let Some(id) = &s.id {
                 h.insert(SESSION_ID, id.clone());
+                if hints.is_some()
+                    && let Ok(text) = id.to_str()
+                {
+                    crate::telemetry::record_session(text);
+                }
             }
             if hints.and_then(|h| h.protocol_version.as_ref()).is_none()
                 && let Some(v) = &s.version
