@@ -684,7 +684,9 @@ impl<S: TokenSource> Shared<S> {
                 state.failures = 0;
                 state.failure = None;
                 state.scopes = Arc::clone(&scopes);
-                debug!(
+                tracing::info!(
+                    name: "mcp_auth.token.refreshed",
+                    target: "mcp_auth::cache",
                     reason = ?reason,
                     scopes = ?scopes,
                     granted_scopes = ?token.scopes(),
@@ -730,6 +732,8 @@ impl<S: TokenSource> Shared<S> {
                     None => false,
                 };
                 warn!(
+                    name: "mcp_auth.token.refresh_failed",
+                    target: "mcp_auth::cache",
                     error = %error,
                     reason = ?reason,
                     consecutive_failures = state.failures,

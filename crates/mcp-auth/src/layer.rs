@@ -210,7 +210,9 @@ where
         _ => return Ok(response),
     };
     drop(response);
-    tracing::debug!(
+    tracing::info!(
+        name: "mcp_auth.request.rejected",
+        target: "mcp_auth::layer",
         status = if step_up { 403 } else { 401 },
         scope = ?challenge.as_ref().map(|c| c.scopes().collect::<Vec<_>>().join(" ")),
         error = challenge.as_ref().and_then(Challenge::error),
@@ -221,14 +223,24 @@ where
     retry.rejected = token;
     let wanted = retry.scopes.clone();
     let token = source.token(&retry).await.map_err(|err| {
-        tracing::warn!(error = %err, "could not get a token after the server's challenge");
+        tracing::warn!(
+            name: "mcp_auth.request.token_failed",
+            target: "mcp_auth::layer",
+            error = %err,
+            "could not get a token after the server's challenge"
+        );
         Box::new(err) as BoxError
     })?;
     let response = inner.call(with_bearer(replay, Some(&token))?).await?;
     if response.status() == StatusCode::FORBIDDEN
         && challenge_of(&response).is_some_and(|c| c.is_insufficient_scope())
     {
-        tracing::warn!(scopes = %wanted.join(" "), "server still requires more scope after one step-up");
+        tracing::warn!(
+            name: "mcp_auth.request.insufficient_scope",
+            target: "mcp_auth::layer",
+            scopes = %wanted.join(" "),
+            "server still requires more scope after one step-up"
+        );
         return Err(Box::new(Error::new(Kind::InsufficientScope).with_context(format!(
             "the server answered 403 insufficient_scope again after a token with scopes [{}] was obtained",
             wanted.join(" ")
