@@ -34,10 +34,12 @@
 //!
 //! Dropping a fake stops its server and every connection it has open.
 
+pub mod app_insights;
 pub mod entra;
 pub mod key_vault;
 pub mod managed_identity;
 
+pub use app_insights::FakeAppInsights;
 pub use entra::FakeEntra;
 pub use key_vault::FakeKeyVault;
 pub use managed_identity::FakeManagedIdentity;
