@@ -95,8 +95,8 @@ async fn requests_are_spans_with_the_mcp_semantic_conventions() {
         .unwrap();
     let mut config = HttpTransportConfig::default();
     config.open_get_stream = false;
-    let pool = mcp_transport::http::HttpClient::new(&mcp_transport::http::HttpConfig::default())
-        .unwrap();
+    let pool =
+        mcp_transport::http::HttpClient::new(&mcp_transport::http::HttpConfig::default()).unwrap();
     let transport = HttpTransport::with_service(&server.url(), config, pool).unwrap();
     let client = McpClient::builder()
         .protocol(ProtocolChoice::Version("2025-11-25".into()))
