@@ -5,6 +5,12 @@
 //! Ending the sessions cancels rmcp's handlers; done at once, a call whose insert had already
 //! committed would lose its answer (and a client would retry it, elsewhere). The standalone
 //! `GET` streams are not counted: they never end on their own, and ending them is the point.
+//!
+//! Once shutdown begins, new requests are refused with `503` and `Retry-After: 1` (not
+//! processed: a client retries them safely), so the drain only waits for the ones already
+//! admitted. (Without that, requests on still-open keep-alive connections kept arriving after
+//! the count had touched zero, and ending the sessions then cancelled some whose insert had
+//! committed.)
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,6 +33,8 @@ pub(crate) struct InFlight(Arc<Inner>);
 struct Inner {
     count: AtomicUsize,
     idle: Notify,
+    /// Set when shutdown begins: new requests are refused (503, not processed).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Decrements the count when the response is done.
@@ -49,6 +57,13 @@ impl InFlight {
     /// Requests in flight now.
     pub(crate) fn count(&self) -> usize {
         self.0.count.load(Ordering::Acquire)
+    }
+
+    /// Refuses every request from now on (503 with `Retry-After`: not processed, so a client
+    /// retries it safely, elsewhere), so the count can only fall. Call before
+    /// [`drained`](Self::drained): a request that was admitted is already counted.
+    pub(crate) fn close(&self) {
+        self.0.closing.store(true, Ordering::SeqCst);
     }
 
     /// Waits until no request is in flight, or `limit` has passed; returns how many remain.
@@ -78,7 +93,18 @@ pub(crate) async fn track(
     if request.method() == Method::GET {
         return next.run(request).await;
     }
+    // Counted first, then checked: a request that sees "open" is counted before shutdown
+    // starts waiting, so the drain waits for it; one that sees "closing" is refused unprocessed.
     let guard = in_flight.enter();
+    if in_flight.0.closing.load(Ordering::SeqCst) {
+        drop(guard);
+        return Response::builder()
+            .status(http::StatusCode::SERVICE_UNAVAILABLE)
+            .header(http::header::RETRY_AFTER, "1")
+            .header(http::header::CONNECTION, "close")
+            .body(Body::from("the server is shutting down; retry the request"))
+            .unwrap_or_default();
+    }
     next.run(request).await.map(|body| {
         Body::new(Tracked {
             inner: body,

@@ -323,6 +323,7 @@ pub async fn start_with(mut config: ServerConfig, parts: Parts) -> Result<Runnin
         let drain_after = until_stopped(stopped.clone());
         let closer = tokio::spawn(async move {
             drain_after.await;
+            in_flight.close();
             let left = in_flight.drained(DRAIN_LIMIT).await;
             if left > 0 {
                 tracing::warn!(
