@@ -60,31 +60,9 @@ pub(crate) async fn run(service: SchedulerService, port: Option<u16>) -> Result<
         "functions handler listening on http://{local} (GET /api/status?conversation_id=...)"
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(scheduler_server::server::shutdown_signal())
         .await
         .map_err(|e| Failure::new(exit::FAILURE, format!("functions handler: {e}")))
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -223,7 +223,7 @@ impl RunningServer {
 
     /// Serves until the process gets Ctrl-C or SIGTERM, then shuts down gracefully.
     pub async fn until_signal(self) -> Result<(), Error> {
-        wait_for_signal().await;
+        shutdown_signal().await;
         tracing::info!("shutting down");
         self.shutdown().await
     }
@@ -234,7 +234,9 @@ async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or (on Unix) SIGTERM: what ends a server run from the command line or
+/// by a process manager.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
