@@ -386,19 +386,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     format!("cannot write {}: {e}", file.display()),
                 )
             })?;
-            out.message(
-                &format!(
-                    "exported {} conversations and {} clients to {}",
-                    backup.conversations.len(),
-                    backup.clients.len(),
-                    file.display()
-                ),
-                &serde_json::json!({
-                    "file": file,
-                    "conversations": backup.conversations.len(),
-                    "clients": backup.clients.len(),
-                }),
-            );
+            backup_done(&out, "exported", "to", &backup, file);
             Ok(())
         }
         Command::Import { file } => {
@@ -416,19 +404,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 )
             })?;
             store.import(&backup).await?;
-            out.message(
-                &format!(
-                    "imported {} conversations and {} clients from {}",
-                    backup.conversations.len(),
-                    backup.clients.len(),
-                    file.display()
-                ),
-                &serde_json::json!({
-                    "file": file,
-                    "conversations": backup.conversations.len(),
-                    "clients": backup.clients.len(),
-                }),
-            );
+            backup_done(&out, "imported", "from", &backup, file);
             Ok(())
         }
         Command::Config {
@@ -570,6 +546,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
     }
+}
+
+/// Reports an export or import: what moved, and where.
+fn backup_done(out: &Out, done: &str, preposition: &str, backup: &Backup, file: &std::path::Path) {
+    let (conversations, clients) = (backup.conversations.len(), backup.clients.len());
+    out.message(
+        &format!(
+            "{done} {conversations} conversations and {clients} clients {preposition} {}",
+            file.display()
+        ),
+        &serde_json::json!({
+            "file": file,
+            "conversations": conversations,
+            "clients": clients,
+        }),
+    );
 }
 
 async fn clients(cli: &Cli, out: &Out, command: &ClientsCommand) -> Result<(), Failure> {
