@@ -49,6 +49,21 @@ impl Azure {
             .redirect("https://login.microsoftonline.com", &self.entra.authority())
     }
 
+    /// Like [`http`](Self::http), but the vault is a loopback port nothing listens on.
+    fn http_to_a_dead_vault(&self) -> AzureHttpClient {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        AzureHttpClient::new()
+            .unwrap()
+            .redirect(VAULT, &format!("http://{closed}"))
+            .redirect(
+                "http://169.254.169.254",
+                &format!("http://{}", self.imds.addr()),
+            )
+    }
+
     /// A chain from `env` only (no developer tools), over the redirecting client.
     fn chain(&self, env: &[(&str, &str)]) -> Arc<CredentialChain> {
         let env: HashMap<String, String> = env
@@ -174,25 +189,13 @@ async fn missing_disabled_throttled_and_unreachable() {
     );
 
     // A vault that does not answer: a transport error, bounded by the retries and deadline.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let dead = KeyVaultStore::new(
         VAULT,
         azure.chain(&[]),
         KeyVaultOptions::default()
             .max_retries(1)
             .deadline(Duration::from_secs(20))
-            .http(
-                AzureHttpClient::new()
-                    .unwrap()
-                    .redirect(VAULT, &format!("http://{closed}"))
-                    .redirect(
-                        "http://169.254.169.254",
-                        &format!("http://{}", azure.imds.addr()),
-                    ),
-            ),
+            .http(azure.http_to_a_dead_vault()),
     )
     .unwrap();
     let err = dead.get(&SecretId::new("x")).await.unwrap_err();
@@ -341,21 +344,11 @@ async fn references_in_a_configuration_resolve_through_the_vault() {
     );
 
     // The vault unreachable at start-up: a clear error, the configuration untouched.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
     let dead = KeyVaults::new(
         azure.chain(&[]),
-        KeyVaultOptions::default().max_retries(0).http(
-            AzureHttpClient::new()
-                .unwrap()
-                .redirect(VAULT, &format!("http://{closed}"))
-                .redirect(
-                    "http://169.254.169.254",
-                    &format!("http://{}", azure.imds.addr()),
-                ),
-        ),
+        KeyVaultOptions::default()
+            .max_retries(0)
+            .http(azure.http_to_a_dead_vault()),
     );
     let mut config =
         serde_json::json!({"k": "@Microsoft.KeyVault(VaultName=kv-test;SecretName=a)"});
