@@ -21,20 +21,13 @@ struct Inner {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the azure-telemetry issue"
-)]
 pub(crate) enum Kind {
     InvalidConnectionString,
+    InvalidConfig,
     AlreadyInitialized,
     Exporter,
 }
 
-#[allow(
-    dead_code,
-    reason = "constructed by the capabilities that land with the azure-telemetry issue"
-)]
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
         Self {
@@ -52,6 +45,14 @@ impl Error {
         self
     }
 
+    pub(crate) fn invalid_config(context: impl Into<String>) -> Self {
+        Self::new(Kind::InvalidConfig).with_context(context)
+    }
+
+    pub(crate) fn exporter(context: impl Into<String>) -> Self {
+        Self::new(Kind::Exporter).with_context(context)
+    }
+
     pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.inner.source = Some(source.into());
         self
@@ -62,6 +63,11 @@ impl Error {
     /// Returns true if the Application Insights connection string is malformed.
     pub fn is_invalid_connection_string(&self) -> bool {
         matches!(self.inner.kind, Kind::InvalidConnectionString)
+    }
+
+    /// Returns true if a setting is out of range or malformed (a sampling ratio, a filter).
+    pub fn is_invalid_config(&self) -> bool {
+        matches!(self.inner.kind, Kind::InvalidConfig)
     }
 
     /// Returns true if a global tracing subscriber or OpenTelemetry provider was already installed.
@@ -93,6 +99,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.inner.kind {
             Kind::InvalidConnectionString => "invalid Application Insights connection string",
+            Kind::InvalidConfig => "invalid telemetry configuration",
             Kind::AlreadyInitialized => "telemetry was already initialized",
             Kind::Exporter => "telemetry exporter failed",
         })?;
