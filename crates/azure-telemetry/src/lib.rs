@@ -383,6 +383,7 @@ fn build(config: TelemetryConfig) -> Result<Telemetry, Error> {
                 .with_tracer(tracer)
                 .with_location(false)
                 .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(
                     filter_fn(|m| m.is_span() && exportable(m.target()))
                         .and(env_filter(&config.export_filter, "export filter")?),

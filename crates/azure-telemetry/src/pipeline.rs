@@ -225,8 +225,9 @@ fn block_on_bounded<F: std::future::Future<Output = OTelSdkResult>>(
     timeout: Duration,
     future: F,
 ) -> bool {
+    // The timer must be made inside the runtime's context.
     matches!(
-        handle.block_on(tokio::time::timeout(timeout, future)),
+        handle.block_on(async move { tokio::time::timeout(timeout, future).await }),
         Ok(Ok(()))
     )
 }

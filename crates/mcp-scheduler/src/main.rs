@@ -296,24 +296,39 @@ impl From<scheduler_server::Error> for Failure {
     }
 }
 
-fn init_logs(format: LogFormat, command: &Command) {
+/// Logs and telemetry: local lines on stderr (`RUST_LOG`, `--log-format`), exported to
+/// Application Insights when `APPLICATIONINSIGHTS_CONNECTION_STRING` is set (or an OTLP
+/// collector with `OTEL_EXPORTER_OTLP_ENDPOINT`). The guard flushes at exit.
+fn init_telemetry(
+    format: LogFormat,
+    command: &Command,
+) -> Result<azure_telemetry::TelemetryGuard, Failure> {
     // The service logs at info by default; a client command or the demo (whose progress is
     // its own output) only warnings. rmcp logs several info lines per stateless request.
-    let default = match command {
-        Command::Serve | Command::FunctionsHandler { .. } => "info,rmcp=warn",
-        _ => "warn",
+    let (service, local, export) = match command {
+        Command::Serve | Command::FunctionsHandler { .. } => {
+            ("scheduler-server", "info,rmcp=warn", "info,rmcp=warn")
+        }
+        _ => ("mcp-scheduler", "warn", "info"),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not for log files and collectors.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    let bad = |e: azure_telemetry::Error| Failure::new(exit::CONFIG, chain(&e));
+    let mut config = azure_telemetry::TelemetryConfig::from_env(service)
+        .map_err(bad)?
+        .with_service_version(env!("CARGO_PKG_VERSION"))
+        .with_log_filter(local)
+        .with_export_filter(export)
+        .with_log_format(match format {
+            LogFormat::Json => azure_telemetry::LogFormat::Json,
+            LogFormat::Text => azure_telemetry::LogFormat::Human,
+        });
+    // App Service sets REGION_NAME; elsewhere set it yourself.
+    if let Ok(region) = std::env::var("REGION_NAME") {
+        config = config.with_cloud_region(region);
     }
+    if let Ok(key) = std::env::var("SCHEDULER_API_KEY") {
+        config = config.redact_value(key);
+    }
+    azure_telemetry::init(config).map_err(bad)
 }
 
 async fn open_store(config: &ServerConfig) -> Result<Box<dyn Store>, Failure> {
@@ -605,8 +620,14 @@ async fn clients(cli: &Cli, out: &Out, command: &ClientsCommand) -> Result<(), F
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format, &cli.command);
     let json = cli.json;
+    let telemetry = match init_telemetry(cli.log_format, &cli.command) {
+        Ok(guard) => guard,
+        Err(failure) => {
+            eprintln!("mcp-scheduler: {}", failure.message);
+            return ExitCode::from(failure.code);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -617,7 +638,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    drop(runtime);
+    // Sends what is queued (bounded by the shutdown timeout) before the process exits.
+    drop(telemetry);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if json {

@@ -658,10 +658,20 @@ impl McpClient {
         }
         hints.protocol_version = Some(inner.version.clone());
         hints.stateless = inner.stateless;
+        let span =
+            crate::telemetry::request_span(method, hints.name.as_deref(), &id, &inner.version);
+        // W3C trace context, in `_meta` and (by the HTTP transport) in headers.
+        hints.trace_context = crate::telemetry::trace_context(&span);
+        let trace_meta: Map<String, Value> = hints
+            .trace_context
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
+            .collect();
         let outgoing = OutgoingParams {
             params,
             user_meta: options.meta.as_ref(),
             protocol_meta: inner.stateless.then_some(&inner.protocol_meta),
+            trace_meta: (!trace_meta.is_empty()).then_some(&trace_meta),
             progress_token: options.progress.as_ref().map(|_| &id),
         };
         let raw = jsonrpc::to_raw(&outgoing).map_err(|e| {
@@ -674,12 +684,6 @@ impl McpClient {
             params: Some(raw),
         };
         let timeout = options.timeout.unwrap_or(inner.default_timeout);
-        let span = crate::telemetry::request_span(
-            method,
-            hints.name.as_deref(),
-            &request.id,
-            &inner.version,
-        );
         let outcome =
             tokio::time::timeout(timeout, inner.shared.transport.request(request, &hints))
                 .instrument(span.clone())
@@ -707,6 +711,7 @@ struct OutgoingParams<'a> {
     params: &'a Map<String, Value>,
     user_meta: Option<&'a Map<String, Value>>,
     protocol_meta: Option<&'a Map<String, Value>>,
+    trace_meta: Option<&'a Map<String, Value>>,
     progress_token: Option<&'a RequestId>,
 }
 
@@ -720,6 +725,7 @@ impl serde::Serialize for OutgoingParams<'_> {
         let has_meta = own_meta.is_some()
             || self.user_meta.is_some()
             || self.protocol_meta.is_some()
+            || self.trace_meta.is_some()
             || self.progress_token.is_some();
         let mut map = s.serialize_map(None)?;
         for (k, v) in self.params {
@@ -740,9 +746,14 @@ impl serde::Serialize for MergedMeta<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         // Later sources win: the caller's `_meta`, then `CallOptions::meta`, then the protocol
-        // fields and the progress token, which the client owns.
+        // fields, the trace context and the progress token, which the client owns.
         let mut merged: Vec<(&str, &Value)> = Vec::new();
-        let sources = [self.1, self.0.user_meta, self.0.protocol_meta];
+        let sources = [
+            self.1,
+            self.0.user_meta,
+            self.0.protocol_meta,
+            self.0.trace_meta,
+        ];
         for source in sources.into_iter().flatten() {
             for (k, v) in source {
                 match merged.iter_mut().find(|(key, _)| *key == k.as_str()) {

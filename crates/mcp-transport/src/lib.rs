@@ -45,7 +45,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod sse;
 pub mod stdio;
-mod telemetry;
+pub mod telemetry;
 pub mod transport;
 pub mod types;
 

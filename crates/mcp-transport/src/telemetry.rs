@@ -19,6 +19,19 @@
 //!
 //! Argument and result values are never recorded. With no subscriber interested in the
 //! span, nothing is formatted or parsed.
+//!
+//! # Trace context
+//!
+//! With a context injector installed ([`set_context_injector`]), each request carries its
+//! span's W3C trace context in `params._meta` (`traceparent`, `tracestate`) and, over
+//! Streamable HTTP, in the same-named headers, so the server's span joins the client's
+//! trace. This crate has no OpenTelemetry dependency; `azure-telemetry` provides one:
+//!
+//! ```
+//! # fn inject(_: &tracing::Span, _: &mut dyn FnMut(&'static str, String)) {}
+//! // With azure-telemetry: `set_context_injector(azure_telemetry::propagation::inject)`.
+//! mcp_transport::telemetry::set_context_injector(inject);
+//! ```
 
 use serde_json::value::RawValue;
 use tracing::Span;
@@ -26,6 +39,28 @@ use tracing::field::Empty;
 
 use crate::error::Error;
 use crate::jsonrpc::RequestId;
+
+/// Writes a span's trace context through a setter (`traceparent`, then `tracestate`).
+pub type ContextInjector = fn(&Span, &mut dyn FnMut(&'static str, String));
+
+static INJECTOR: std::sync::OnceLock<ContextInjector> = std::sync::OnceLock::new();
+
+/// Installs the process-wide trace-context injector; returns `false` (and keeps the first)
+/// when one is already installed.
+pub fn set_context_injector(injector: ContextInjector) -> bool {
+    INJECTOR.set(injector).is_ok()
+}
+
+/// The trace context to send with a request made in `span`.
+pub(crate) fn trace_context(span: &Span) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(inject) = INJECTOR.get()
+        && !span.is_disabled()
+    {
+        inject(span, &mut |k, v| out.push((k, v)));
+    }
+    out
+}
 
 /// The span of one request.
 pub(crate) fn request_span(

@@ -35,6 +35,10 @@ pub struct RequestHints {
     pub name: Option<String>,
     /// Values of tool arguments annotated `x-mcp-header`: `(Name, value)`.
     pub param_headers: Vec<(String, Value)>,
+    /// W3C trace context of the request's span (`traceparent`, `tracestate`); HTTP sends
+    /// them as headers. Empty unless a context injector is installed
+    /// ([`telemetry::set_context_injector`](crate::telemetry::set_context_injector)).
+    pub trace_context: Vec<(&'static str, String)>,
 }
 
 /// Carries JSON-RPC messages to one server.

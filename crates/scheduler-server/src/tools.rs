@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use jiff::Timestamp;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -351,8 +353,10 @@ impl ServerHandler for SchedulerTools {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        let span = telemetry::server_span("tools/list", None, &context);
+        let _entered = span.enter();
         Ok(ListToolsResult::with_all_items((*self.tools).clone()))
     }
 
@@ -366,7 +370,9 @@ impl ServerHandler for SchedulerTools {
             .get::<http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<crate::auth::Claims>())
             .map(|claims| claims.subject.clone());
+        let span = telemetry::server_span("tools/call", Some(&request.name), &context);
         if !self.tools.iter().any(|t| t.name == request.name) {
+            telemetry::record_error(&span, "-32602");
             // An unknown tool is a protocol error (-32602), not a tool result.
             return Err(ErrorData::invalid_params(
                 format!("unknown tool {:?}", request.name.as_ref()),
@@ -374,9 +380,87 @@ impl ServerHandler for SchedulerTools {
             ));
         }
         let args: Option<Map<String, Value>> = request.arguments;
-        Ok(self
+        let result = self
             .call(&request.name, args, caller.as_deref())
-            .await
-            .into())
+            .instrument(span.clone())
+            .await;
+        telemetry::record_tool_outcome(&span, &result);
+        Ok(result.into())
+    }
+}
+
+/// The server side of the telemetry conventions: one `mcp.server.request` span per MCP
+/// request, continuing the caller's trace from `_meta` or the HTTP headers.
+mod telemetry {
+    use rmcp::RoleServer;
+    use rmcp::model::CallToolResult;
+    use rmcp::service::RequestContext;
+    use serde_json::Value;
+    use tracing::Span;
+    use tracing::field::Empty;
+
+    pub(super) fn server_span(
+        method: &str,
+        tool: Option<&str>,
+        context: &RequestContext<RoleServer>,
+    ) -> Span {
+        let span = tracing::info_span!(
+            target: "scheduler_server::mcp",
+            "mcp.server.request",
+            otel.name = Empty,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            mcp.method.name = method,
+            gen_ai.tool.name = Empty,
+            gen_ai.operation.name = Empty,
+            jsonrpc.request.id = %context.id,
+            mcp.session.id = Empty,
+            error.type = Empty,
+        );
+        if span.is_disabled() {
+            return span;
+        }
+        match tool {
+            Some(tool) => {
+                span.record("otel.name", format!("{method} {tool}"));
+                span.record("gen_ai.tool.name", tool);
+                span.record("gen_ai.operation.name", "execute_tool");
+            }
+            None => {
+                span.record("otel.name", method);
+            }
+        }
+        let parts = context.extensions.get::<http::request::Parts>();
+        if let Some(session) = parts
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("mcp.session.id", session);
+        }
+        // `_meta` first (it survives any transport), then the HTTP headers.
+        azure_telemetry::propagation::set_parent(&span, &|key| {
+            context
+                .meta
+                .get(key)
+                .and_then(Value::as_str)
+                .or_else(|| {
+                    parts
+                        .and_then(|p| p.headers.get(key))
+                        .and_then(|v| v.to_str().ok())
+                })
+                .map(str::to_owned)
+        });
+        span
+    }
+
+    pub(super) fn record_error(span: &Span, error_type: &str) {
+        span.record("error.type", error_type);
+        span.record("otel.status_code", "ERROR");
+    }
+
+    pub(super) fn record_tool_outcome(span: &Span, result: &CallToolResult) {
+        if result.is_error == Some(true) {
+            record_error(span, "tool_error");
+        }
     }
 }

@@ -120,7 +120,14 @@ impl Stack<'_> {
     }
 
     /// Connects.
+    ///
+    /// Requests carry their span's W3C trace context (the `traceparent` header and MCP
+    /// `_meta`) whenever `azure-telemetry` is exporting, so the server's spans join the
+    /// caller's trace.
     pub async fn connect(self) -> Result<McpSdkClient, Error> {
+        // Process-wide and idempotent; a no-op for spans without an OpenTelemetry context.
+        let _ =
+            mcp_transport::telemetry::set_context_injector(azure_telemetry::propagation::inject);
         match self.server.transport.kind {
             TransportKind::Http => connect_http(self).await,
             TransportKind::Stdio => connect_stdio(self.server).await,

@@ -393,6 +393,9 @@ impl Shared {
             if let Some(v) = &hints.protocol_version {
                 h.insert(PROTOCOL_VERSION, header_value(v, "protocol version")?);
             }
+            for (name, value) in &hints.trace_context {
+                h.insert(*name, header_value(value, "trace context")?);
+            }
             if hints.stateless {
                 if let Some(m) = mcp_method {
                     h.insert(MCP_METHOD, header_value(m, "method name")?);
