@@ -90,7 +90,7 @@ pub use config::{Export, LogFormat, TelemetryConfig};
 pub use connection_string::ConnectionString;
 pub use error::Error;
 
-use pipeline::{Counters, LogQueue, QueueConfig, SpanQueue};
+use pipeline::{BoundedMetricExporter, Counters, LogQueue, QueueConfig, SpanQueue};
 use redact::Redactor;
 
 /// Targets whose events and spans are never exported: the exporters' own HTTP, TLS and
@@ -529,9 +529,13 @@ fn exporters(
                 meter: SdkMeterProvider::builder()
                     .with_resource(resource)
                     .with_reader(
-                        PeriodicReader::builder(exporter)
-                            .with_interval(config.metric_interval)
-                            .build(),
+                        PeriodicReader::builder(BoundedMetricExporter {
+                            inner: exporter,
+                            handle: client.handle(),
+                            timeout: config.export_timeout,
+                        })
+                        .with_interval(config.metric_interval)
+                        .build(),
                     )
                     .build(),
                 client,
@@ -598,9 +602,13 @@ fn exporters(
                 meter: SdkMeterProvider::builder()
                     .with_resource(resource)
                     .with_reader(
-                        PeriodicReader::builder(metric_exporter)
-                            .with_interval(config.metric_interval)
-                            .build(),
+                        PeriodicReader::builder(BoundedMetricExporter {
+                            inner: metric_exporter,
+                            handle: client.handle(),
+                            timeout: config.export_timeout,
+                        })
+                        .with_interval(config.metric_interval)
+                        .build(),
                     )
                     .build(),
                 client,

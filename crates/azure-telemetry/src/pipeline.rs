@@ -333,6 +333,46 @@ impl LogProcessor for LogQueue {
     }
 }
 
+/// A metric exporter whose every export is bounded by a deadline (the Application Insights
+/// exporter retries for up to 35 s; the periodic reader would wait that long at shutdown).
+#[derive(Debug)]
+pub(crate) struct BoundedMetricExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) handle: tokio::runtime::Handle,
+    pub(crate) timeout: Duration,
+}
+
+impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
+    opentelemetry_sdk::metrics::exporter::PushMetricExporter for BoundedMetricExporter<E>
+{
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> OTelSdkResult {
+        // The timer belongs to the export runtime (running on its own thread), so this
+        // future can be polled by any executor, as the periodic reader does.
+        let bounded = {
+            let _context = self.handle.enter();
+            tokio::time::timeout(self.timeout, self.inner.export(metrics))
+        };
+        bounded
+            .await
+            .unwrap_or(Err(OTelSdkError::Timeout(self.timeout)))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.inner.temporality()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,8 +38,13 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path) -> Server {
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &Path, env: &[(&str, &str)]) -> Server {
     let db = dir.join("scheduler.db");
     let mut child = bin()
+        .envs(env.iter().copied())
         .arg("serve")
         .env("SCHEDULER_BIND", "127.0.0.1:0")
         .env("SCHEDULER_DATABASE", &db)
@@ -408,4 +413,77 @@ fn the_functions_handler_answers_status_checks() {
     assert_eq!(status, 404, "{body}");
     let _ = handler.kill();
     let _ = handler.wait();
+}
+
+/// Telemetry across processes: `schedule` (the CLI) and the `serve` process it calls both
+/// export to the fake Application Insights endpoint (testkit, loopback); the CLI's client span
+/// and the server's request span share one operation id, the server's span is the child of
+/// the client's, and each process reports under its own cloud role.
+#[test]
+fn the_cli_and_the_server_it_calls_export_one_trace() {
+    const IKEY: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = runtime
+        .block_on(testkit::azure::FakeAppInsights::start())
+        .unwrap();
+    fake.accept_key(IKEY);
+    let cs = fake.connection_string(IKEY);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve_with(
+        dir.path(),
+        &[("APPLICATIONINSIGHTS_CONNECTION_STRING", cs.as_str())],
+    );
+    let (config, key) = client_config(&server, dir.path());
+    ok(with_config(&config)
+        .env("APPLICATIONINSIGHTS_CONNECTION_STRING", &cs)
+        .env("REGION_NAME", "westeurope")
+        .args([
+            "--json",
+            "schedule",
+            "--topic",
+            "Traced",
+            "--participant",
+            "ana@contoso.example",
+            "--at",
+            "2099-01-02T10:00:00Z",
+        ])
+        .output()
+        .unwrap());
+    // A graceful stop (SIGTERM) flushes the server's telemetry on the way out.
+    let pid = server.child.id().to_string();
+    ok(Command::new("kill").args(["-TERM", &pid]).output().unwrap());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "serve exited with {status:?}");
+
+    let envelopes = fake.envelopes();
+    let named = |base: &str, role: &str| -> Vec<Value> {
+        envelopes
+            .iter()
+            .filter(|e| {
+                e["data"]["baseType"] == base
+                    && e["data"]["baseData"]["name"] == "tools/call scheduleConversation"
+                    && e["tags"]["ai.cloud.role"] == role
+            })
+            .cloned()
+            .collect()
+    };
+    let dependency = named("RemoteDependencyData", "mcp-scheduler");
+    let request = named("RequestData", "scheduler-server");
+    assert_eq!((dependency.len(), request.len()), (1, 1), "{envelopes:#?}");
+    let operation = dependency[0]["tags"]["ai.operation.id"].as_str().unwrap();
+    assert_eq!(request[0]["tags"]["ai.operation.id"], operation);
+    assert_eq!(
+        request[0]["tags"]["ai.operation.parentId"],
+        dependency[0]["data"]["baseData"]["id"]
+    );
+    assert_eq!(
+        dependency[0]["data"]["baseData"]["properties"]["cloud.region"],
+        "westeurope"
+    );
+    let exported = serde_json::to_string(&envelopes).unwrap();
+    assert!(!exported.contains(&key), "the api key was exported");
 }
