@@ -1083,10 +1083,14 @@ mod tests {
         let user = object(json!({"idempotencyKey": "k-1", "mine": 2}));
         let protocol = object(json!({META_PROTOCOL_VERSION: "2026-07-28"}));
         let id = RequestId::Number(7);
+        let trace = object(json!({
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        }));
         let out = OutgoingParams {
             params: &params,
             user_meta: Some(&user),
             protocol_meta: Some(&protocol),
+            trace_meta: Some(&trace),
             progress_token: Some(&id),
         };
         let v = serde_json::to_value(&out).unwrap();
@@ -1094,6 +1098,10 @@ mod tests {
         assert_eq!(
             v["_meta"]["mine"], 2,
             "CallOptions::meta wins over the caller's _meta"
+        );
+        assert_eq!(
+            v["_meta"]["traceparent"],
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
         assert_eq!(v["_meta"]["idempotencyKey"], "k-1");
         assert_eq!(v["_meta"][META_PROTOCOL_VERSION], "2026-07-28");
@@ -1112,6 +1120,7 @@ mod tests {
             params: &params,
             user_meta: None,
             protocol_meta: None,
+            trace_meta: None,
             progress_token: None,
         };
         assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"cursor":"c2"}"#);
