@@ -458,6 +458,68 @@ fn dropped_counter(
         .build();
 }
 
+fn thread_error(e: std::io::Error) -> Error {
+    Error::exporter("could not start the export threads").with_source(e)
+}
+
+/// What the three providers are built from, whatever the exporter.
+struct Pipeline<'a> {
+    config: &'a TelemetryConfig,
+    queue: QueueConfig,
+    resource: Resource,
+    sampler: Sampler,
+    spans: &'a Arc<Counters>,
+    logs: &'a Arc<Counters>,
+    redactor: &'a Arc<Redactor>,
+}
+
+impl Pipeline<'_> {
+    fn build(
+        self,
+        client: http::ExportClient,
+        spans: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+        logs: impl opentelemetry_sdk::logs::LogExporter + 'static,
+        metrics: impl opentelemetry_sdk::metrics::exporter::PushMetricExporter,
+    ) -> Result<Exporters, Error> {
+        let handle = client.handle();
+        let span_queue = SpanQueue::start(
+            spans,
+            handle.clone(),
+            self.queue,
+            Arc::clone(self.spans),
+            Arc::clone(self.redactor),
+        )
+        .map_err(thread_error)?;
+        let log_queue = LogQueue::start(logs, handle.clone(), self.queue, Arc::clone(self.logs))
+            .map_err(thread_error)?;
+        let metrics = BoundedMetricExporter {
+            inner: metrics,
+            handle,
+            timeout: self.config.export_timeout,
+        };
+        Ok(Exporters {
+            tracer: SdkTracerProvider::builder()
+                .with_resource(self.resource.clone())
+                .with_sampler(self.sampler)
+                .with_span_processor(span_queue)
+                .build(),
+            logger: SdkLoggerProvider::builder()
+                .with_resource(self.resource.clone())
+                .with_log_processor(log_queue)
+                .build(),
+            meter: SdkMeterProvider::builder()
+                .with_resource(self.resource)
+                .with_reader(
+                    PeriodicReader::builder(metrics)
+                        .with_interval(self.config.metric_interval)
+                        .build(),
+                )
+                .build(),
+            client,
+        })
+    }
+}
+
 fn exporters(
     config: &TelemetryConfig,
     spans: &Arc<Counters>,
@@ -470,8 +532,6 @@ fn exporters(
         interval: config.export_interval,
         export_timeout: config.export_timeout,
     };
-    let io =
-        |e: std::io::Error| Error::exporter("could not start the export threads").with_source(e);
     let resource = resource(config);
     let sampler = if config.sampling_ratio >= 1.0 {
         Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
@@ -485,9 +545,8 @@ fn exporters(
                 Error::invalid_config("the connection string's IngestionEndpoint is not a URL")
                     .with_source(e)
             })?;
-            let client =
-                http::ExportClient::new(config.request_timeout, &[endpoint]).map_err(io)?;
-            let handle = client.handle();
+            let client = http::ExportClient::new(config.request_timeout, &[endpoint])
+                .map_err(thread_error)?;
             let text = format!(
                 "InstrumentationKey={};IngestionEndpoint={}",
                 cs.instrumentation_key(),
@@ -504,42 +563,18 @@ fn exporters(
             opentelemetry_sdk::trace::SpanExporter::set_resource(&mut span_exporter, &resource);
             let mut log_exporter = exporter.clone();
             opentelemetry_sdk::logs::LogExporter::set_resource(&mut log_exporter, &resource);
-            Ok(Some(Exporters {
-                tracer: SdkTracerProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_sampler(sampler)
-                    .with_span_processor(
-                        SpanQueue::start(
-                            span_exporter,
-                            handle.clone(),
-                            queue,
-                            Arc::clone(spans),
-                            Arc::clone(redactor),
-                        )
-                        .map_err(io)?,
-                    )
-                    .build(),
-                logger: SdkLoggerProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_log_processor(
-                        LogQueue::start(log_exporter, handle, queue, Arc::clone(logs))
-                            .map_err(io)?,
-                    )
-                    .build(),
-                meter: SdkMeterProvider::builder()
-                    .with_resource(resource)
-                    .with_reader(
-                        PeriodicReader::builder(BoundedMetricExporter {
-                            inner: exporter,
-                            handle: client.handle(),
-                            timeout: config.export_timeout,
-                        })
-                        .with_interval(config.metric_interval)
-                        .build(),
-                    )
-                    .build(),
-                client,
-            }))
+            let pipeline = Pipeline {
+                config,
+                queue,
+                resource,
+                sampler,
+                spans,
+                logs,
+                redactor,
+            };
+            pipeline
+                .build(client, span_exporter, log_exporter, exporter)
+                .map(Some)
         }
         #[cfg(feature = "otlp")]
         Export::Otlp { endpoint, headers } => {
@@ -549,8 +584,8 @@ fn exporters(
                     .with_source(e)
             })?;
             let base_text = endpoint.trim_end_matches('/').to_owned();
-            let client = http::ExportClient::new(config.request_timeout, &[base]).map_err(io)?;
-            let handle = client.handle();
+            let client =
+                http::ExportClient::new(config.request_timeout, &[base]).map_err(thread_error)?;
             let headers: std::collections::HashMap<String, String> =
                 headers.iter().cloned().collect();
             let otlp = |e: opentelemetry_otlp::ExporterBuildError| {
@@ -577,42 +612,18 @@ fn exporters(
                 .with_headers(headers)
                 .build()
                 .map_err(otlp)?;
-            Ok(Some(Exporters {
-                tracer: SdkTracerProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_sampler(sampler)
-                    .with_span_processor(
-                        SpanQueue::start(
-                            span_exporter,
-                            handle.clone(),
-                            queue,
-                            Arc::clone(spans),
-                            Arc::clone(redactor),
-                        )
-                        .map_err(io)?,
-                    )
-                    .build(),
-                logger: SdkLoggerProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_log_processor(
-                        LogQueue::start(log_exporter, handle, queue, Arc::clone(logs))
-                            .map_err(io)?,
-                    )
-                    .build(),
-                meter: SdkMeterProvider::builder()
-                    .with_resource(resource)
-                    .with_reader(
-                        PeriodicReader::builder(BoundedMetricExporter {
-                            inner: metric_exporter,
-                            handle: client.handle(),
-                            timeout: config.export_timeout,
-                        })
-                        .with_interval(config.metric_interval)
-                        .build(),
-                    )
-                    .build(),
-                client,
-            }))
+            let pipeline = Pipeline {
+                config,
+                queue,
+                resource,
+                sampler,
+                spans,
+                logs,
+                redactor,
+            };
+            pipeline
+                .build(client, span_exporter, log_exporter, metric_exporter)
+                .map(Some)
         }
     }
 }
