@@ -8,20 +8,15 @@
 use std::time::Duration;
 
 use azure_telemetry::{ConnectionString, LogFormat, Telemetry, TelemetryConfig, TelemetryGuard};
-use testkit::azure::FakeAppInsights;
+use testkit::azure::{DetachedFakeAppInsights, FakeAppInsights};
 
 const IKEY: &str = "3d2c1b0a-9f8e-4d7c-8b6a-5f4e3d2c1b0a";
 
 /// The fake runs on a runtime of its own, so flushing (which blocks) can reach it.
-fn fake() -> (FakeAppInsights, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = runtime.block_on(FakeAppInsights::start()).unwrap();
+fn fake() -> DetachedFakeAppInsights {
+    let fake = FakeAppInsights::start_detached().unwrap();
     fake.accept_key(IKEY);
-    (fake, runtime)
+    fake
 }
 
 fn config(connection_string: &str) -> TelemetryConfig {
@@ -42,7 +37,7 @@ const PASSWORD: &str = "canary-password-value";
 
 #[test]
 fn no_secret_value_leaves_the_process() {
-    let (fake, _rt) = fake();
+    let fake = fake();
     let (dispatch, guard) = build(config(&fake.connection_string(IKEY)).redact_value(API_KEY));
     tracing::dispatcher::with_default(&dispatch, || {
         let span = tracing::info_span!(
@@ -195,7 +190,7 @@ fn a_hanging_backend_never_blocks_and_every_item_is_accounted_for() {
 
 #[test]
 fn the_backend_recovering_gets_what_comes_after() {
-    let (fake, _rt) = fake();
+    let fake = fake();
     // 503 with Retry-After for the first uploads: the exporter retries within its deadline.
     fake.fail_next(2, 503);
     let (dispatch, guard) = build(config(&fake.connection_string(IKEY)));

@@ -422,14 +422,7 @@ fn the_functions_handler_answers_status_checks() {
 #[test]
 fn the_cli_and_the_server_it_calls_export_one_trace() {
     const IKEY: &str = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = runtime
-        .block_on(testkit::azure::FakeAppInsights::start())
-        .unwrap();
+    let fake = testkit::azure::FakeAppInsights::start_detached().unwrap();
     fake.accept_key(IKEY);
     let cs = fake.connection_string(IKEY);
     let dir = tempfile::tempdir().unwrap();

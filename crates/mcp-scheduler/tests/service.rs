@@ -9,34 +9,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
-use mcp_auth::Secret;
 use scheduler::SchedulerService;
 use scheduler::client::{McpSdkClient, Position};
-use scheduler::config::{AuthConfig, ServerConfig, TransportConfig};
+use scheduler::config::ServerConfig;
 use scheduler::domain::{ListConversations, ScheduleConversation};
-use scheduler_server::server::{Parts, RunningServer, start_with};
+use scheduler_server::server::RunningServer;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer as _, ServiceExt as _};
 
 async fn server() -> (RunningServer, ServerConfig) {
-    let config = scheduler_server::config::ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        database: ":memory:".to_owned(),
-        ..Default::default()
-    };
-    let parts = Parts::from_config(&config).unwrap();
-    let (client, key) =
-        scheduler_server::auth::register_client(&*parts.store, "test", &config.auth.scopes)
-            .await
-            .unwrap();
-    let server = start_with(config, parts).await.unwrap();
-    let mut transport = TransportConfig::http(server.mcp_url());
-    transport.auth = Some(AuthConfig::new(
-        client.id,
-        Secret::new(key.expose().to_owned()),
-    ));
-    (server, ServerConfig::new("Scheduler", transport))
+    let (server, config, _api_key) = common::server_with_client("test").await;
+    (server, config)
 }
 
 fn request(topic: &str, when: &str) -> ScheduleConversation {

@@ -9,35 +9,22 @@
 
 #![allow(clippy::unwrap_used, reason = "test code")]
 
+mod common;
+
 use azure_telemetry::{ConnectionString, LogFormat, Telemetry, TelemetryConfig};
-use mcp_auth::Secret;
 use scheduler::SchedulerService;
 use scheduler::client::McpSdkClient;
-use scheduler::config::{AuthConfig, ServerConfig, TransportConfig};
 use scheduler::domain::ScheduleConversation;
-use scheduler_server::server::{Parts, start_with};
 use serde_json::Value;
-use testkit::azure::FakeAppInsights;
+use testkit::azure::{DetachedFakeAppInsights, FakeAppInsights};
 
 const IKEY: &str = "0b5c3a52-6a5e-4f4e-9d53-1c2d3e4f5a6b";
 
-struct Fake {
-    fake: FakeAppInsights,
-    _runtime: tokio::runtime::Runtime,
-}
-
-fn fake() -> Fake {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = runtime.block_on(FakeAppInsights::start()).unwrap();
+/// The fake runs on a runtime of its own, so flushing (which blocks) can reach it.
+fn fake() -> DetachedFakeAppInsights {
+    let fake = FakeAppInsights::start_detached().unwrap();
     fake.accept_key(IKEY);
-    Fake {
-        fake,
-        _runtime: runtime,
-    }
+    fake
 }
 
 fn telemetry(fake: &FakeAppInsights, service: &str) -> TelemetryConfig {
@@ -61,21 +48,7 @@ fn app_runtime() -> tokio::runtime::Runtime {
 /// Starts the server with auth on and a registered client; schedules one conversation
 /// through the full client stack; returns the client's api key.
 async fn schedule_once() -> String {
-    let config = scheduler_server::config::ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        database: ":memory:".to_owned(),
-        ..Default::default()
-    };
-    let parts = Parts::from_config(&config).unwrap();
-    let (client, key) =
-        scheduler_server::auth::register_client(&*parts.store, "telemetry", &config.auth.scopes)
-            .await
-            .unwrap();
-    let server = start_with(config, parts).await.unwrap();
-    let mut transport = TransportConfig::http(server.mcp_url());
-    let api_key = key.expose().to_owned();
-    transport.auth = Some(AuthConfig::new(client.id, Secret::new(api_key.clone())));
-    let config = ServerConfig::new("Scheduler", transport);
+    let (server, config, api_key) = common::server_with_client("telemetry").await;
     let service = SchedulerService::new(McpSdkClient::builder(&config).connect().await.unwrap());
     let scheduled = service
         .schedule_conversation(ScheduleConversation {
@@ -114,7 +87,7 @@ fn props(e: &Value) -> &Value {
 #[test]
 fn a_scheduled_call_exports_its_dependency_request_messages_and_metrics_as_one_operation() {
     let fake = fake();
-    let (dispatch, guard) = Telemetry::build(telemetry(&fake.fake, "scheduler-e2e"))
+    let (dispatch, guard) = Telemetry::build(telemetry(&fake, "scheduler-e2e"))
         .unwrap()
         .into_parts();
     let api_key = {
@@ -124,7 +97,7 @@ fn a_scheduled_call_exports_its_dependency_request_messages_and_metrics_as_one_o
     guard.flush().unwrap();
     let stats = guard.stats();
     guard.shutdown().unwrap();
-    let envelopes = fake.fake.envelopes();
+    let envelopes = fake.envelopes();
     assert_eq!(stats.spans_dropped + stats.spans_failed, 0, "{stats:?}");
 
     // The client's span of the tool call: a RemoteDependency.

@@ -134,7 +134,74 @@ impl Drop for FakeAppInsights {
     }
 }
 
+/// A [`FakeAppInsights`] on a runtime and thread of its own, from
+/// [`FakeAppInsights::start_detached`]. Dereferences to the fake; dropping it stops both.
+pub struct DetachedFakeAppInsights {
+    fake: Option<FakeAppInsights>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for DetachedFakeAppInsights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DetachedFakeAppInsights")
+            .field(&self.fake)
+            .finish()
+    }
+}
+
+impl std::ops::Deref for DetachedFakeAppInsights {
+    type Target = FakeAppInsights;
+
+    fn deref(&self) -> &FakeAppInsights {
+        self.fake.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for DetachedFakeAppInsights {
+    fn drop(&mut self) {
+        drop(self.fake.take());
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl FakeAppInsights {
+    /// Starts the fake on a runtime and thread of its own, for tests that block their thread
+    /// while telemetry is flushed to it (a flush waits for the fake's answer, which a fake
+    /// on the blocked thread's runtime could never give). Call it outside any runtime.
+    pub fn start_detached() -> io::Result<DetachedFakeAppInsights> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("fake-app-insights".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let started = Self::start().await;
+                    let ok = started.is_ok();
+                    let _ = started_tx.send(started);
+                    if ok {
+                        let _ = stop_rx.await;
+                    }
+                });
+            })?;
+        let fake = started_rx
+            .recv()
+            .map_err(|_| io::Error::other("the fake's thread ended before it started"))??;
+        Ok(DetachedFakeAppInsights {
+            fake: Some(fake),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
     /// Starts the fake on `127.0.0.1:0`, accepting any GUID-shaped instrumentation key. Must
     /// be called inside a Tokio runtime; the server runs on it until dropped.
     pub async fn start() -> io::Result<Self> {

@@ -39,7 +39,7 @@ pub mod entra;
 pub mod key_vault;
 pub mod managed_identity;
 
-pub use app_insights::FakeAppInsights;
+pub use app_insights::{DetachedFakeAppInsights, FakeAppInsights};
 pub use entra::FakeEntra;
 pub use key_vault::FakeKeyVault;
 pub use managed_identity::FakeManagedIdentity;
